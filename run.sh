@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The main job on the embedded default fleet; bootstraps .venv and model weights itself.
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/bootstrap.sh
+exec kisystem demo "$@"

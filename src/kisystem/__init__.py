@@ -1,0 +1,3 @@
+"""kisystem: a learning build-and-optimize loop for local LLMs."""
+
+__version__ = "0.1.0"

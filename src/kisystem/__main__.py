@@ -1,0 +1,3 @@
+from kisystem.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The kisystem command line, one module per command group."""

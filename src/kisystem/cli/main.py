@@ -1,0 +1,68 @@
+"""Entry point: global options, command groups, and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from kisystem import __version__
+from kisystem.cli.context import AppContext
+from kisystem.errors import ConfigError, KisystemError
+from kisystem.paths import CONFIG_ENV, DB_ENV, HOME_ENV, Paths
+
+PATH = click.Path(path_type=Path)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kisystem")
+@click.option("--home", type=PATH, envvar=HOME_ENV, help=f"kisystem home directory [env {HOME_ENV}; default ~/.kisystem].")
+@click.option("--db", type=PATH, envvar=DB_ENV, help=f"Learning database file [env {DB_ENV}; default HOME/learning.db].")
+@click.option("--config", "config_path", type=PATH, envvar=CONFIG_ENV, help=f"optimization_config.json to load [env {CONFIG_ENV}].")
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None, db: Path | None, config_path: Path | None) -> None:
+    """kisystem: a learning build-and-optimize loop for local LLMs.
+
+    Exit codes: 0 ok, 1 run-time failure, 2 usage or config error, 3 backend
+    unreachable or hanging, 4 model not found, 130 interrupted.
+    """
+    ctx.obj = AppContext(
+        paths=Paths.resolve(home, db, config_path),
+        console=Console(),
+        err_console=Console(stderr=True),
+    )
+
+
+def _register_commands() -> None:
+    from kisystem.cli import config_cmd, models_cmd
+
+    cli.add_command(config_cmd.config_group)
+    cli.add_command(models_cmd.models_group)
+
+
+def report(err: KisystemError) -> None:
+    """Print one clear line per problem on stderr."""
+    lines = err.problems if isinstance(err, ConfigError) else [str(err)]
+    for line in lines:
+        click.echo(f"error: {line}", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    _register_commands()
+    try:
+        code = cli.main(args=argv, prog_name="kisystem", standalone_mode=False)
+    except KisystemError as err:
+        report(err)
+        sys.exit(err.exit_code)
+    except click.exceptions.Abort:
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(2 if isinstance(err, click.UsageError) else err.exit_code)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

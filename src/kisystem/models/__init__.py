@@ -1,0 +1,1 @@
+"""Model inventory, HTTP adapters and the embedded llama.cpp fleet."""
