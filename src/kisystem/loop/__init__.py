@@ -1,0 +1,1 @@
+"""The build-test-profile loop: task specs, workspaces, phases, error categorizing, scoring."""

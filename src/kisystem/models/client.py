@@ -1,0 +1,46 @@
+"""One place that turns "ask model M" into the right adapter call with M's budget."""
+
+from __future__ import annotations
+
+from kisystem.models.adapters import make_adapter
+from kisystem.models.base import Generation, GenerationRequest, ModelAdapter, OnText, Timeouts
+from kisystem.models.inventory import Inventory, ModelSpec
+
+CONNECT_TIMEOUT_S = 5.0
+MAX_CHUNK_GAP_S = 60.0
+
+
+def timeouts_for(spec: ModelSpec) -> Timeouts:
+    """Connect fast, allow a long gap between chunks, and the inventory's total per call."""
+    return Timeouts(connect=CONNECT_TIMEOUT_S, read=min(MAX_CHUNK_GAP_S, spec.timeout_s), total=spec.timeout_s)
+
+
+class ModelClient:
+    """Adapters per endpoint, shared by every call to a model on that endpoint."""
+
+    def __init__(self, inventory: Inventory) -> None:
+        self.inventory = inventory
+        self._adapters: dict[str, ModelAdapter] = {}
+
+    def adapter_for(self, model: str) -> ModelAdapter:
+        endpoint = self.inventory.endpoint_of(model)
+        if endpoint.name not in self._adapters:
+            self._adapters[endpoint.name] = make_adapter(endpoint)
+        return self._adapters[endpoint.name]
+
+    async def generate(self, request: GenerationRequest, on_text: OnText | None = None) -> Generation:
+        """Send ``request`` to its model; the mode is the inventory's, not the caller's."""
+        spec = self.inventory.model(request.model)
+        request.mode = spec.mode
+        return await self.adapter_for(spec.name).generate(request, timeouts_for(spec), on_text)
+
+    async def aclose(self) -> None:
+        for adapter in self._adapters.values():
+            await adapter.aclose()
+        self._adapters.clear()
+
+    async def __aenter__(self) -> "ModelClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()

@@ -1,0 +1,135 @@
+"""Models, endpoints and domain routes as data.
+
+Two built-in profiles ship as package data: ``ollama`` (the seeds' 7 models and 5 domain
+routes) and ``embedded`` (the two small models kisystem serves itself).  A user inventory
+file in the same TOML format replaces the built-in profile (config key
+``inventory_file``), so models and routes change in config, never in code.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from kisystem.errors import UsageError
+from kisystem.models.base import Endpoint, Mode
+
+PROFILES = ("embedded", "ollama")
+_MODES = ("chat", "completion")
+_BACKENDS = ("ollama", "openai")
+
+
+class InventoryError(UsageError):
+    """An inventory file is malformed, or names a model or domain it does not have."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    rank: int
+    role: str
+    timeout_s: float
+    endpoint: str
+    mode: Mode = "chat"
+    embedded: str | None = None  # name in the embedded catalog, when kisystem serves it
+
+
+@dataclass(frozen=True)
+class Route:
+    domain: str
+    start: str
+    escalation: tuple[str, ...]
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        """Start model first, then the escalation order; each model at most once."""
+        return tuple(dict.fromkeys((self.start, *self.escalation)))
+
+
+@dataclass(frozen=True)
+class Inventory:
+    source: str
+    endpoints: dict[str, Endpoint]
+    models: dict[str, ModelSpec]
+    routes: dict[str, Route]
+
+    def model(self, name: str) -> ModelSpec:
+        if name not in self.models:
+            raise InventoryError(f"unknown model {name!r} (known: {', '.join(self.models)})")
+        return self.models[name]
+
+    def endpoint_of(self, model: str) -> Endpoint:
+        return self.endpoints[self.model(model).endpoint]
+
+    def route(self, domain: str) -> Route:
+        if domain not in self.routes:
+            raise InventoryError(f"no route for domain {domain!r} (routes: {', '.join(self.routes)})")
+        return self.routes[domain]
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        return tuple(self.routes)
+
+
+def load_inventory(profile: str = "embedded", inventory_file: Path | None = None) -> Inventory:
+    """The user's inventory file when given, else the named built-in profile."""
+    if inventory_file is not None:
+        return parse_inventory(_read_toml(inventory_file), str(inventory_file))
+    if profile not in PROFILES:
+        raise InventoryError(f"unknown model profile {profile!r} (allowed: {', '.join(PROFILES)})")
+    text = files("kisystem.models").joinpath("profiles", f"{profile}.toml").read_text()
+    return parse_inventory(tomllib.loads(text), f"built-in profile {profile!r}")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except OSError as err:
+        raise InventoryError(f"{path}: cannot read inventory ({err.strerror})") from err
+    except tomllib.TOMLDecodeError as err:
+        raise InventoryError(f"{path}: invalid TOML ({err})") from err
+
+
+def parse_inventory(data: dict[str, Any], source: str) -> Inventory:
+    try:
+        endpoints = {name: _endpoint(name, raw) for name, raw in data.get("endpoints", {}).items()}
+        models = {m.name: m for m in (_model(raw) for raw in data.get("models", []))}
+        routes = {d: _route(d, raw) for d, raw in data.get("routes", {}).items()}
+    except (KeyError, TypeError, ValueError) as err:
+        raise InventoryError(f"{source}: {err}") from err
+    _check_references(source, endpoints, models, routes)
+    return Inventory(source, endpoints, models, routes)
+
+
+def _endpoint(name: str, raw: dict[str, Any]) -> Endpoint:
+    backend = raw["backend"]
+    if backend not in _BACKENDS:
+        raise ValueError(f"endpoint {name!r}: backend {backend!r} not one of {', '.join(_BACKENDS)}")
+    return Endpoint(name=name, backend=backend, base_url=str(raw["base_url"]).rstrip("/"),
+                    api_key=raw.get("api_key"), retries=int(raw.get("retries", 2)))
+
+
+def _model(raw: dict[str, Any]) -> ModelSpec:
+    mode = raw.get("mode", "chat")
+    if mode not in _MODES:
+        raise ValueError(f"model {raw.get('name')!r}: mode {mode!r} not one of {', '.join(_MODES)}")
+    return ModelSpec(name=str(raw["name"]), rank=int(raw["rank"]), role=str(raw.get("role", "")),
+                     timeout_s=float(raw["timeout_s"]), endpoint=str(raw["endpoint"]), mode=mode,
+                     embedded=raw.get("embedded"))
+
+
+def _route(domain: str, raw: dict[str, Any]) -> Route:
+    return Route(domain=domain, start=str(raw["start"]), escalation=tuple(raw.get("escalation", ())))
+
+
+def _check_references(source: str, endpoints: dict, models: dict, routes: dict[str, Route]) -> None:
+    for model in models.values():
+        if model.endpoint not in endpoints:
+            raise InventoryError(f"{source}: model {model.name!r} uses unknown endpoint {model.endpoint!r}")
+    for route in routes.values():
+        for name in route.chain:
+            if name not in models:
+                raise InventoryError(f"{source}: route {route.domain!r} names unknown model {name!r}")

@@ -1,0 +1,386 @@
+"""The learning database: :class:`LearningStore` owns every SQL statement over it.
+
+A run is inserted as ``running`` when it starts and updated once when it ends, so a
+crash leaves a visible ``running`` row that :meth:`LearningStore.mark_interrupted`
+later turns into ``interrupted``.  ``run_events`` is an append-only log of what
+happened during runs; the store itself appends ``started``, ``finished`` and
+``interrupted`` events.  Timestamps are stored as fixed-width ISO-8601 UTC text, so
+string order is time order.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from kisystem.errors import StoreError
+from kisystem.store import db
+from kisystem.store.migrations import current_version, migrate
+
+Outcome = Literal["running", "success", "failed", "exhausted", "aborted", "error", "interrupted"]
+Phase = Literal["BUILD", "TEST", "PROFILE", "GENERATE"]
+ErrorType = Literal["COMPILATION", "RUNTIME", "PERFORMANCE", "LOGIC"]
+Sandbox = Literal["bwrap", "unshare", "none"]
+
+OUTCOMES: tuple[str, ...] = ("running", "success", "failed", "exhausted", "aborted", "error", "interrupted")
+FINAL_OUTCOMES: tuple[str, ...] = OUTCOMES[1:]
+ERROR_OUTCOMES: tuple[str, ...] = ("failed", "exhausted", "error")
+"""Outcomes that count as an error for ``DomainStats.last_error_ts`` (the recency boost)."""
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class RunAlreadyFinished(StoreError):
+    """``finish_run`` was called for a run that is no longer ``running``."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The final fields of a run, written once by :meth:`LearningStore.finish_run`.
+
+    ``model`` is the model the run ended on; ``wall_s`` defaults to the time since start.
+    """
+
+    model: str
+    iter: int
+    score_final: float | None
+    outcome: Outcome
+    phase: Phase | None = None
+    reason: str | None = None
+    t_build: float = 0.0
+    t_test: float = 0.0
+    t_profile: float = 0.0
+    tokens_prompt: int = 0
+    tokens_completion: int = 0
+    error_type: ErrorType | None = None
+    models_tried: tuple[str, ...] = ()
+    wall_s: float | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of ``runs``."""
+
+    run_id: str
+    task: str
+    domain: str
+    model: str
+    iter: int
+    score_final: float | None
+    outcome: Outcome
+    phase: Phase | None
+    reason: str | None
+    t_build: float
+    t_test: float
+    t_profile: float
+    ts: datetime
+    ended_ts: datetime | None
+    tokens_prompt: int
+    tokens_completion: int
+    error_type: ErrorType | None
+    models_tried: tuple[str, ...]
+    wall_s: float | None
+    sandbox: Sandbox | None
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """One row of ``run_events``."""
+
+    id: int
+    run_id: str
+    ts: datetime
+    kind: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DomainStats:
+    """Finished runs of one domain (``running`` rows are left out)."""
+
+    domain: str
+    runs: int
+    successes: int
+    avg_time_s: float | None
+    last_error_ts: datetime | None
+    last_success_ts: datetime | None
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / self.runs if self.runs else 0.0
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """Finished runs of one model in one domain (by the model the run ended on)."""
+
+    domain: str
+    model: str
+    runs: int
+    successes: int
+    avg_time_s: float | None
+
+
+@dataclass(frozen=True)
+class ModelOutcome:
+    """One finished run reduced to what the model-bias weighting needs."""
+
+    domain: str
+    model: str
+    outcome: Outcome
+    ts: datetime
+
+
+_RUN_COLUMNS = (
+    "run_id, task, domain, model, iter, score_final, outcome, phase, reason, t_build, t_test,"
+    " t_profile, ts, ended_ts, tokens_prompt, tokens_completion, error_type, models_tried,"
+    " wall_s, sandbox"
+)
+
+_FINISH = """
+UPDATE runs SET model = ?, iter = ?, score_final = ?, outcome = ?, phase = ?, reason = ?,
+    t_build = ?, t_test = ?, t_profile = ?, ended_ts = ?, tokens_prompt = ?,
+    tokens_completion = ?, error_type = ?, models_tried = ?, wall_s = ?
+WHERE run_id = ?
+"""
+
+_AGGREGATES = """
+COUNT(*) AS runs,
+SUM(outcome = 'success') AS successes,
+AVG(wall_s) AS avg_time_s
+"""
+
+
+class LearningStore:
+    """All reads and writes of the learning database.
+
+    One instance holds one connection; a lock serialises its use, so it may be shared
+    by an asyncio thread and its worker threads.  Other processes open their own store.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Clock = utc_now) -> None:
+        self._conn = conn
+        self._lock = threading.RLock()
+        self._clock = clock
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path, *, clock: Clock = utc_now) -> LearningStore:
+        """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create directory for learning database {path}: {exc}") from exc
+        conn = db.connect(path)
+        try:
+            with db.translate(f"cannot migrate learning database {path}"):
+                migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path, clock)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> LearningStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def schema_version(self) -> int:
+        with self._lock, db.translate("cannot read schema version"):
+            return current_version(self._conn)
+
+    # -- writes -------------------------------------------------------------------------
+
+    def start_run(self, task: str, domain: str, model: str, sandbox: Sandbox | None = None) -> str:
+        """Insert a ``running`` row and a ``started`` event; return the new run_id."""
+        run_id = uuid.uuid4().hex
+        now = self._clock()
+        with self._writing(f"cannot start run for task {task!r}") as conn:
+            conn.execute(
+                "INSERT INTO runs (run_id, task, domain, model, outcome, ts, sandbox)"
+                " VALUES (?, ?, ?, ?, 'running', ?, ?)",
+                (run_id, task, domain, model, _iso(now), _value(sandbox)),
+            )
+            _insert_event(conn, run_id, "started", {"task": task, "model": model, "sandbox": sandbox}, now)
+        return run_id
+
+    def append_event(self, run_id: str, kind: str, payload: dict[str, Any] | None = None) -> None:
+        """Append one event to the run's log (non-JSON values are stored as their str)."""
+        with self._writing(f"cannot append {kind!r} event to run {run_id}") as conn:
+            _insert_event(conn, run_id, kind, payload or {}, self._clock())
+
+    def finish_run(self, run_id: str, result: RunResult) -> None:
+        """Write the run's final fields once; a second call raises :class:`RunAlreadyFinished`."""
+        if _value(result.outcome) == "running":
+            raise ValueError("finish_run needs a final outcome, not 'running'")
+        now = self._clock()
+        with self._writing(f"cannot finish run {run_id}") as conn:
+            started = _running_since(conn, run_id)
+            wall_s = result.wall_s if result.wall_s is not None else max(0.0, (now - started).total_seconds())
+            payload = {"outcome": _value(result.outcome), "score_final": result.score_final}
+            _insert_event(conn, run_id, "finished", payload, now)
+            conn.execute(_FINISH, (*_finish_params(result, now, wall_s), run_id))
+
+    def mark_interrupted(self, older_than_s: float) -> list[str]:
+        """Turn ``running`` rows started more than ``older_than_s`` ago into ``interrupted``."""
+        now = self._clock()
+        cutoff = _iso(now - timedelta(seconds=older_than_s))
+        with self._writing("cannot mark stale runs interrupted") as conn:
+            rows = conn.execute(
+                "SELECT run_id FROM runs WHERE outcome = 'running' AND ts < ?", (cutoff,)
+            ).fetchall()
+            run_ids = [row["run_id"] for row in rows]
+            for run_id in run_ids:
+                conn.execute(
+                    "UPDATE runs SET outcome = 'interrupted', ended_ts = ?,"
+                    " reason = COALESCE(reason, 'no finish recorded (crash or kill)') WHERE run_id = ?",
+                    (_iso(now), run_id),
+                )
+                _insert_event(conn, run_id, "interrupted", {"older_than_s": older_than_s}, now)
+        return run_ids
+
+    # -- reads --------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        rows = self._rows(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+        return _record(rows[0]) if rows else None
+
+    def recent_runs(self, limit: int = 20, domain: str | None = None) -> list[RunRecord]:
+        """The newest runs first, optionally of one domain."""
+        where, params = _domain_filter(domain, "WHERE")
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY ts DESC, rowid DESC LIMIT ?"
+        return [_record(row) for row in self._rows(sql, (*params, limit))]
+
+    def events(self, run_id: str) -> list[RunEvent]:
+        rows = self._rows(
+            "SELECT id, run_id, ts, kind, payload FROM run_events WHERE run_id = ? ORDER BY id", (run_id,)
+        )
+        return [RunEvent(r["id"], r["run_id"], _parse(r["ts"]), r["kind"], json.loads(r["payload"])) for r in rows]
+
+    def domain_stats(self) -> list[DomainStats]:
+        """Per-domain counts, mean wall time and the latest error and success start times."""
+        marks = ", ".join("?" * len(ERROR_OUTCOMES))
+        sql = (
+            f"SELECT domain, {_AGGREGATES},"
+            f" MAX(CASE WHEN outcome IN ({marks}) THEN ts END) AS last_error_ts,"
+            " MAX(CASE WHEN outcome = 'success' THEN ts END) AS last_success_ts"
+            " FROM runs WHERE outcome != 'running' GROUP BY domain ORDER BY domain"
+        )
+        return [_domain_stats(row) for row in self._rows(sql, ERROR_OUTCOMES)]
+
+    def model_stats(self, domain: str | None = None) -> list[ModelStats]:
+        """Per-(domain, model) counts and mean wall time, e.g. for ETA estimates."""
+        where, params = _domain_filter(domain, "AND")
+        sql = (
+            f"SELECT domain, model, {_AGGREGATES} FROM runs WHERE outcome != 'running' {where}"
+            " GROUP BY domain, model ORDER BY domain, model"
+        )
+        return [
+            ModelStats(r["domain"], r["model"], r["runs"], r["successes"], r["avg_time_s"])
+            for r in self._rows(sql, params)
+        ]
+
+    def model_outcomes(self, domain: str | None = None) -> list[ModelOutcome]:
+        """Every finished run as (domain, model, outcome, ts), oldest first."""
+        where, params = _domain_filter(domain, "AND")
+        sql = (
+            f"SELECT domain, model, outcome, ts FROM runs WHERE outcome != 'running' {where}"
+            " ORDER BY domain, model, ts"
+        )
+        return [ModelOutcome(r["domain"], r["model"], r["outcome"], _parse(r["ts"])) for r in self._rows(sql, params)]
+
+    def error_type_counts(self, domain: str | None = None) -> dict[str, int]:
+        where, params = _domain_filter(domain, "AND")
+        sql = f"SELECT error_type, COUNT(*) FROM runs WHERE error_type IS NOT NULL {where} GROUP BY error_type"
+        return {row[0]: row[1] for row in self._rows(sql, params)}
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[sqlite3.Connection]:
+        with self._lock, db.translate(what), db.write(self._conn) as conn:
+            yield conn
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock, db.translate("cannot read learning database"):
+            return self._conn.execute(sql, params).fetchall()
+
+
+def _running_since(conn: sqlite3.Connection, run_id: str) -> datetime:
+    row = conn.execute("SELECT outcome, ts FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise StoreError(f"no run with id {run_id}")
+    if row["outcome"] != "running":
+        raise RunAlreadyFinished(f"run {run_id} already finished as {row['outcome']!r}")
+    return _parse(row["ts"])
+
+
+def _insert_event(conn: sqlite3.Connection, run_id: str, kind: str, payload: dict[str, Any], now: datetime) -> None:
+    conn.execute(
+        "INSERT INTO run_events (run_id, ts, kind, payload) VALUES (?, ?, ?, ?)",
+        (run_id, _iso(now), kind, json.dumps(payload, default=str, ensure_ascii=False)),
+    )
+
+
+def _finish_params(r: RunResult, now: datetime, wall_s: float) -> tuple[Any, ...]:
+    return (
+        r.model, r.iter, r.score_final, _value(r.outcome), _value(r.phase), r.reason,
+        r.t_build, r.t_test, r.t_profile, _iso(now), r.tokens_prompt, r.tokens_completion,
+        _value(r.error_type), json.dumps(list(r.models_tried)), wall_s,
+    )  # fmt: skip
+
+
+def _record(row: sqlite3.Row) -> RunRecord:
+    values = dict(row)
+    values["ts"] = _parse(values["ts"])
+    values["ended_ts"] = _parse_opt(values["ended_ts"])
+    values["models_tried"] = tuple(json.loads(values["models_tried"]))
+    return RunRecord(**values)
+
+
+def _domain_stats(row: sqlite3.Row) -> DomainStats:
+    return DomainStats(
+        row["domain"], row["runs"], row["successes"], row["avg_time_s"],
+        _parse_opt(row["last_error_ts"]), _parse_opt(row["last_success_ts"]),
+    )  # fmt: skip
+
+
+def _domain_filter(domain: str | None, keyword: str) -> tuple[str, tuple[Any, ...]]:
+    return (f"{keyword} domain = ?", (domain,)) if domain is not None else ("", ())
+
+
+def _value(v: Any) -> Any:
+    """Accept enum members (e.g. a loop's Phase enum) where the schema wants their text."""
+    return getattr(v, "value", v)
+
+
+def _iso(dt: datetime) -> str:
+    if dt.tzinfo is None:
+        raise ValueError(f"naive datetime {dt!r}: the learning database stores UTC times")
+    return dt.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _parse_opt(text: str | None) -> datetime | None:
+    return _parse(text) if text is not None else None
