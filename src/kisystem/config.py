@@ -12,7 +12,7 @@ import difflib
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -85,6 +85,13 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+@dataclass(frozen=True)
+class _Section:
+    """Base of the nested objects; weights sections set ``sums_to_one``."""
+
+    sums_to_one: ClassVar[bool] = False
+
+
 def _key(default: Any, rule: Rule) -> Any:
     return field(default=default, metadata={"rule": rule})
 
@@ -101,12 +108,12 @@ def _bool(default: bool) -> Any:
     return _key(default, Rule(bool))
 
 
-def _section(cls: type) -> Any:
+def _section(cls: type[_Section]) -> Any:
     return field(default_factory=cls, metadata={"section": cls})
 
 
 @dataclass(frozen=True)
-class MetaSupervisorWeights:
+class MetaSupervisorWeights(_Section):
     """Weights of the priority formula P(d); they must sum to 1."""
 
     sums_to_one: ClassVar[bool] = True
@@ -117,7 +124,7 @@ class MetaSupervisorWeights:
 
 
 @dataclass(frozen=True)
-class HybridDecisionWeights:
+class HybridDecisionWeights(_Section):
     """Weights of the hybrid model decision; they must sum to 1."""
 
     sums_to_one: ClassVar[bool] = True
@@ -127,17 +134,15 @@ class HybridDecisionWeights:
 
 
 @dataclass(frozen=True)
-class TwoTierProfiling:
-    sums_to_one: ClassVar[bool] = False
+class TwoTierProfiling(_Section):
     score_change_threshold: float = _float(5.0, 0.0, 100.0)
     max_tier0_streak: int = _int(5, 1, 100)
 
 
 @dataclass(frozen=True)
-class Timeouts:
+class Timeouts(_Section):
     """Phase timeouts in seconds."""
 
-    sums_to_one: ClassVar[bool] = False
     build: int = _int(300, 1, 7200)
     test: int = _int(120, 1, 7200)
     profile: int = _int(900, 1, 14400)
@@ -180,9 +185,9 @@ class OptimizationConfig:
         return asdict(self)
 
 
-def _table() -> tuple[dict[str, Rule], dict[str, type]]:
+def _table() -> tuple[dict[str, Rule], dict[str, type[_Section]]]:
     keys: dict[str, Rule] = {}
-    sections: dict[str, type] = {}
+    sections: dict[str, type[_Section]] = {}
     for f in fields(OptimizationConfig):
         if "section" in f.metadata:
             sections[f.name] = f.metadata["section"]
@@ -202,6 +207,7 @@ def env_name(key: str) -> str:
 
 
 ENV_KEYS = {env_name(k): k for k in KEYS}
+TOP_LEVEL = tuple(f.name for f in fields(OptimizationConfig))
 
 
 @dataclass(frozen=True)
@@ -282,7 +288,7 @@ class _Draft:
         for name in sorted(n for n in env if n.startswith(ENV_PREFIX) and n not in RESERVED_ENV):
             key = ENV_KEYS.get(name)
             if key is None:
-                self.problems.append(f"{name}: unknown KISYSTEM_ variable{_suggest(name, ENV_KEYS)}")
+                self.problems.append(f"{name}: unknown KISYSTEM_ variable{_suggest(name, ENV_KEYS, ENV_PREFIX)}")
             else:
                 self.put(key, _parse_env(env[name], KEYS[key]), f"env:{name}", f" [from {name}]")
 
@@ -312,7 +318,7 @@ def _leaves(data: Mapping[str, Any], problems: list[str]) -> Iterator[tuple[str,
         elif name in KEYS:
             yield name, value
         else:
-            problems.append(f"{name}: unknown key{_suggest(name, KEYS)}")
+            problems.append(f"{name}: unknown key{_suggest(name, TOP_LEVEL)}")
 
 
 def _section_leaves(name: str, value: Any, problems: list[str]) -> Iterator[tuple[str, Any]]:
@@ -325,12 +331,14 @@ def _section_leaves(name: str, value: Any, problems: list[str]) -> Iterator[tupl
         if key in KEYS:
             yield key, leaf
         else:
-            problems.append(f"{key}: unknown key{_suggest(key, KEYS)}")
+            problems.append(f"{key}: unknown key{_suggest(key, KEYS, name + '.')}")
 
 
-def _suggest(name: str, known: Mapping[str, Any]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
+def _suggest(name: str, known: Iterable[str], prefix: str = "") -> str:
+    """A did-you-mean hint; the shared prefix is left out of the comparison so it cannot make everything look close."""
+    tails = [k.removeprefix(prefix) for k in known if k.startswith(prefix)]
+    close = difflib.get_close_matches(name.removeprefix(prefix), tails, n=1)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
 
 
 def _parse_env(text: str, rule: Rule) -> Any:

@@ -10,9 +10,6 @@ from rich.console import Console
 
 from kisystem.paths import Paths
 
-CONFIG_FILENAME = "optimization_config.json"
-
-
 @dataclass
 class AppContext:
     paths: Paths
@@ -23,10 +20,9 @@ class AppContext:
     @property
     def config_file(self) -> Path | None:
         """--config / KISYSTEM_CONFIG when given, else HOME/optimization_config.json if present."""
-        if self.paths.config is not None:
-            return self.paths.config
-        default = self.paths.home / CONFIG_FILENAME
-        return default if default.is_file() else None
+        from kisystem.config import config_path_for
+
+        return config_path_for(self.paths)
 
     def loaded_config(self):
         """The effective OptimizationConfig with the source of every value (cached)."""
