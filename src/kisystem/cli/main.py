@@ -36,10 +36,12 @@ def cli(ctx: click.Context, home: Path | None, db: Path | None, config_path: Pat
 
 
 def _register_commands() -> None:
-    from kisystem.cli import config_cmd, models_cmd
+    from kisystem.cli import config_cmd, demo_cmd, models_cmd, tasks_cmd
 
     cli.add_command(config_cmd.config_group)
     cli.add_command(models_cmd.models_group)
+    cli.add_command(demo_cmd.demo)
+    cli.add_command(tasks_cmd.tasks_group)
 
 
 def report(err: KisystemError) -> None:

@@ -1,0 +1,373 @@
+"""Task specs: one TOML file per task, loaded into frozen dataclasses.
+
+A spec names the task (``id``), its routing ``domain``, ``language`` and ``prompt``; the
+files the model starts from (``[starter]``, it may change them) and the files it may
+read but never overwrite (``[fixed]``, or ``fixed_from = ["path", ...]`` read relative
+to the spec file); where a single unnamed code block goes (``solution_file``); and the
+``[build]``, ``[test]`` and ``[profile]`` phases, each a ``command`` run in the
+workspace with a ``timeout_s``.  ``[test]`` is required; ``[build]`` is optional and
+defaults to ``python -m py_compile <solution_file>`` for Python; ``[profile]`` is
+optional and may carry ``reference_time_s`` for the performance part of the score.
+``[completion]`` (``prefix``, ``stop``) serves base models in completion mode.
+
+Every problem raises :class:`TaskSpecError` with one line naming the file and field.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from kisystem.domains import DEFAULT_DOMAINS
+from kisystem.errors import UsageError
+from kisystem.loop.extract import safe_relpath
+
+LANGUAGES = ("python", "c", "cpp", "cuda", "markdown", "other")
+MODE_HINTS = ("chat", "completion")
+DEFAULT_SOLUTION_FILE = {"python": "solution.py", "c": "solution.c", "cpp": "solution.cpp",
+                         "cuda": "solution.cu", "markdown": "README.md", "other": "solution.txt"}
+DEFAULT_TIMEOUT_S = {"build": 300.0, "test": 120.0, "profile": 900.0}
+_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_TOP_FIELDS = frozenset({"id", "domain", "language", "prompt", "starter", "fixed", "fixed_from",
+                         "solution_file", "mode_hint", "build", "test", "profile", "target_score",
+                         "max_iterations", "priority", "completion"})
+_PHASE_FIELDS = frozenset({"command", "timeout_s"})
+_PROFILE_FIELDS = _PHASE_FIELDS | {"reference_time_s"}
+_COMPLETION_FIELDS = frozenset({"prefix", "stop"})
+
+
+class TaskSpecError(UsageError):
+    """A task spec file is missing, unreadable or invalid."""
+
+
+@dataclass(frozen=True)
+class PhaseSpec:
+    command: str
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class ProfileSpec(PhaseSpec):
+    reference_time_s: float | None = None
+
+
+@dataclass(frozen=True)
+class CompletionSpec:
+    prefix: str
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    id: str
+    domain: str
+    language: str
+    prompt: str
+    solution_file: str
+    test: PhaseSpec
+    build: PhaseSpec | None = None
+    profile: ProfileSpec | None = None
+    starter: Mapping[str, str] = field(default_factory=dict)
+    fixed: Mapping[str, str] = field(default_factory=dict)
+    mode_hint: str | None = None
+    target_score: int | None = None
+    max_iterations: int | None = None
+    priority: float | None = None
+    completion: CompletionSpec | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("starter", "fixed"):  # read-only views, so the frozen spec stays frozen
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+
+
+def load_task(path: Path, known_domains: Iterable[str] = DEFAULT_DOMAINS) -> TaskSpec:
+    """Read and validate one spec file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise TaskSpecError(f"{path}: cannot read: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise TaskSpecError(f"{path}: cannot read: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as err:
+        raise TaskSpecError(f"{path}: invalid TOML: {err}") from None
+    return _Parser(path, tuple(known_domains)).spec(data)
+
+
+def load_tasks(paths: Iterable[Path], known_domains: Iterable[str] = DEFAULT_DOMAINS) -> list[TaskSpec]:
+    """Specs from files and directories (every ``*.toml`` directly inside, sorted); ids must be unique."""
+    domains = tuple(known_domains)
+    specs: list[TaskSpec] = []
+    seen: dict[str, Path] = {}
+    for file in expand_task_paths(paths):
+        spec = load_task(file, domains)
+        if spec.id in seen:
+            raise TaskSpecError(f"{file}: field 'id': {spec.id!r} is already used by {seen[spec.id]}")
+        seen[spec.id] = file
+        specs.append(spec)
+    return specs
+
+
+def expand_task_paths(paths: Iterable[Path]) -> list[Path]:
+    """Files as given; directories replaced by the ``*.toml`` files directly inside, sorted."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files.extend(sorted(p for p in path.glob("*.toml") if p.is_file()))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise TaskSpecError(f"{path}: no such file or directory")
+    return files
+
+
+def dump_task(spec: TaskSpec) -> str:
+    """The spec as TOML text that :func:`load_task` reads back to an equal spec."""
+    doc: dict[str, Any] = {"id": spec.id, "domain": spec.domain, "language": spec.language,
+                           "solution_file": spec.solution_file}
+    for key in ("mode_hint", "target_score", "max_iterations", "priority"):
+        if getattr(spec, key) is not None:
+            doc[key] = getattr(spec, key)
+    doc["prompt"] = spec.prompt
+    for key in ("starter", "fixed"):
+        if getattr(spec, key):
+            doc[key] = dict(getattr(spec, key))
+    for key in ("build", "test", "profile"):
+        phase = getattr(spec, key)
+        if phase is not None:
+            doc[key] = {k: v for k, v in vars(phase).items() if v is not None}
+    if spec.completion is not None:
+        doc["completion"] = {"prefix": spec.completion.prefix, "stop": list(spec.completion.stop)}
+    return dumps_toml(doc)
+
+
+class _Parser:
+    """Validates the decoded TOML of one file; every error names ``path`` and the field."""
+
+    def __init__(self, path: Path, known_domains: tuple[str, ...]) -> None:
+        self.path = path
+        self.known_domains = known_domains
+
+    def fail(self, field: str | None, message: str) -> TaskSpecError:
+        where = f"{self.path}: field '{field}': " if field else f"{self.path}: "
+        return TaskSpecError(where + message)
+
+    def spec(self, data: dict[str, Any]) -> TaskSpec:
+        self.unknown(data, _TOP_FIELDS, "")
+        task_id, domain = self.task_id(data), self.domain(data)
+        language = self.choice(data, "language", LANGUAGES)
+        prompt = self.text(data, "prompt")
+        solution_file = self.relpath(data.get("solution_file", DEFAULT_SOLUTION_FILE[language]), "solution_file")
+        fixed = self.fixed(data)
+        if solution_file in fixed:
+            raise self.fail("solution_file", f"{solution_file!r} is a fixed file")
+        return TaskSpec(
+            id=task_id, domain=domain, language=language, prompt=prompt,
+            solution_file=solution_file, test=self.phase(data, "test", required=True),
+            build=self.phase(data, "build") or _default_build(language, solution_file),
+            profile=self.profile(data), starter=self.files(data, "starter", fixed), fixed=fixed,
+            mode_hint=self.choice(data, "mode_hint", MODE_HINTS, required=False),
+            target_score=self.integer(data, "target_score", 0, 100),
+            max_iterations=self.integer(data, "max_iterations", 1, 50),
+            priority=self.number(data, "priority", 0, 100, "priority"),
+            completion=self.completion(data, language, prompt),
+        )
+
+    def unknown(self, table: Mapping[str, Any], allowed: Iterable[str], prefix: str) -> None:
+        for key in table:
+            if key not in allowed:
+                raise self.fail(None, f"unknown field '{prefix}{key}'")
+
+    def required(self, table: Mapping[str, Any], key: str, field: str) -> Any:
+        if key not in table:
+            raise self.fail(None, f"missing required field '{field}'")
+        return table[key]
+
+    def text(self, table: Mapping[str, Any], key: str, field: str | None = None) -> str:
+        field = field or key
+        value = self.required(table, key, field)
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(field, "must be a non-empty string")
+        return value
+
+    def task_id(self, data: Mapping[str, Any]) -> str:
+        value = self.text(data, "id")
+        if not _ID_RE.match(value):
+            raise self.fail("id", f"{value!r} may only hold letters, digits, '_', '.' and '-'")
+        return value
+
+    def domain(self, data: Mapping[str, Any]) -> str:
+        value = self.text(data, "domain")
+        if value not in self.known_domains:
+            known = ", ".join(self.known_domains)
+            raise self.fail("domain", f"{value!r} is not a known domain (known: {known})")
+        return value
+
+    def choice(self, data: Mapping[str, Any], key: str, allowed: tuple[str, ...], required: bool = True) -> Any:
+        if key not in data and not required:
+            return None
+        value = self.required(data, key, key)
+        if value not in allowed:
+            raise self.fail(key, f"{value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    def integer(self, data: Mapping[str, Any], key: str, low: int, high: int) -> int | None:
+        value = data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.fail(key, f"must be an integer from {low} to {high} (got {value!r})")
+        return value
+
+    def number(self, table: Mapping[str, Any], key: str, low: float, high: float | None, field: str) -> float | None:
+        value = table.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= (high or float("inf")):
+            bounds = f"from {low:g} to {high:g}" if high is not None else f"above {low:g}"
+            raise self.fail(field, f"must be a number {bounds} (got {value!r})")
+        return float(value)
+
+    def relpath(self, value: Any, field: str) -> str:
+        clean = safe_relpath(value) if isinstance(value, str) else None
+        if clean is None:
+            raise self.fail(field, f"{value!r} must be a relative path inside the workspace")
+        return clean
+
+    def table(self, data: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+        value = data.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise self.fail(key, "must be a table")
+        return value
+
+    def files(self, data: Mapping[str, Any], key: str, taken: Mapping[str, str] = MappingProxyType({})) -> dict[str, str]:
+        files: dict[str, str] = {}
+        for name, content in (self.table(data, key) or {}).items():
+            clean = self.relpath(name, f"{key}.{name}")
+            if not isinstance(content, str):
+                raise self.fail(f"{key}.{name}", "must be a string (the file's content)")
+            if clean in taken or clean in files:
+                raise self.fail(f"{key}.{name}", f"{clean!r} is given twice")
+            files[clean] = content
+        return files
+
+    def fixed(self, data: Mapping[str, Any]) -> dict[str, str]:
+        files = self.files(data, "fixed")
+        sources = data.get("fixed_from", [])
+        if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+            raise self.fail("fixed_from", "must be a list of relative file paths")
+        for source in sources:
+            clean = self.relpath(source, "fixed_from")
+            if clean in files:
+                raise self.fail("fixed_from", f"{clean!r} is given twice")
+            try:
+                files[clean] = (self.path.parent / clean).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as err:
+                reason = getattr(err, "strerror", None) or "not UTF-8 text"
+                raise self.fail("fixed_from", f"cannot read {clean!r}: {reason}") from None
+        return files
+
+    def phase(self, data: Mapping[str, Any], key: str, required: bool = False) -> PhaseSpec | None:
+        table = self.table(data, key)
+        if table is None:
+            if required:
+                raise self.fail(None, f"missing required field '{key}'")
+            return None
+        self.unknown(table, _PROFILE_FIELDS if key == "profile" else _PHASE_FIELDS, f"{key}.")
+        command = self.text(table, "command", f"{key}.command")
+        timeout = self.number(table, "timeout_s", 0, None, f"{key}.timeout_s")
+        if timeout == 0:
+            raise self.fail(f"{key}.timeout_s", "must be a number above 0 (got 0)")
+        return PhaseSpec(command, timeout or DEFAULT_TIMEOUT_S[key])
+
+    def profile(self, data: Mapping[str, Any]) -> ProfileSpec | None:
+        base = self.phase(data, "profile")
+        if base is None:
+            return None
+        reference = self.number(data["profile"], "reference_time_s", 0, None, "profile.reference_time_s")
+        if reference == 0:
+            raise self.fail("profile.reference_time_s", "must be a number above 0 (got 0)")
+        return ProfileSpec(base.command, base.timeout_s, reference)
+
+    def completion(self, data: Mapping[str, Any], language: str, prompt: str) -> CompletionSpec | None:
+        table = self.table(data, "completion")
+        if table is None:
+            return None
+        self.unknown(table, _COMPLETION_FIELDS, "completion.")
+        if "prefix" in table or language != "python":
+            prefix = self.text(table, "prefix", "completion.prefix")
+        else:
+            prefix = prompt
+        stop = table.get("stop", [])
+        if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):
+            raise self.fail("completion.stop", "must be a list of non-empty strings")
+        return CompletionSpec(prefix, tuple(stop))
+
+
+def _default_build(language: str, solution_file: str) -> PhaseSpec | None:
+    if language != "python":
+        return None
+    return PhaseSpec(f"python -m py_compile {solution_file}", DEFAULT_TIMEOUT_S["build"])
+
+
+# A tiny TOML writer for the shapes dump_task produces: a top-level table of strings,
+# numbers and string lists, then sub-tables of the same.
+
+_BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def dumps_toml(doc: Mapping[str, Any]) -> str:
+    """TOML text for ``doc``; nested dicts become ``[tables]`` after the top-level values."""
+    lines = [f"{_key(k)} = {_value(v)}" for k, v in doc.items() if not isinstance(v, dict)]
+    for name, table in doc.items():
+        if isinstance(table, dict):
+            lines += ["", f"[{_key(name)}]"] + [f"{_key(k)} = {_value(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _key(key: str) -> str:
+    return key if _BARE_KEY_RE.match(key) else _basic(key)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(int(value)) if isinstance(value, float) and value.is_integer() else repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return _multiline(value) if "\n" in value else _basic(value)
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def _basic(text: str) -> str:
+    """A one-line basic string: quote, backslash and control characters escaped."""
+    return '"' + "".join(_escape(ch, keep="") for ch in text) + '"'
+
+
+def _multiline(text: str) -> str:
+    """A literal '''...''' block when the text allows one, else an escaped \"\"\" block."""
+    literal_ok = "'''" not in text and not text.endswith("'") and not any(
+        ch in text for ch in _CONTROL if ch not in "\n\t")
+    if literal_ok:
+        return "'''\n" + text + "'''"
+    body = "".join(_escape(ch, keep="\n") for ch in text)
+    return '"""\n' + body + '"""'
+
+
+_CONTROL = frozenset(chr(c) for c in [*range(0x20), 0x7F])
+_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _escape(ch: str, keep: str) -> str:
+    if ch in keep:
+        return ch
+    if ch in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[ch]
+    return f"\\u{ord(ch):04x}" if ch in _CONTROL else ch
