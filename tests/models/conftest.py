@@ -6,7 +6,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -27,12 +27,32 @@ def make_httpserver() -> Iterator[HTTPServer]:
         server.stop()
 
 
+class Release:
+    """Lets hanging handlers go at teardown and waits for their server threads.
+
+    Waiting matters: the server is shared, and a handler finishing late would log its
+    request into the next test's ``httpserver.log``.
+    """
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def wait(self, seconds: float) -> None:
+        self.threads.append(threading.current_thread())
+        self.event.wait(seconds)
+
+    def finish(self) -> None:
+        self.event.set()
+        for thread in self.threads:
+            thread.join(5.0)
+
+
 @pytest.fixture
-def release() -> Iterator[threading.Event]:
-    """Set at teardown so hanging handlers return as soon as the test is over."""
-    event = threading.Event()
-    yield event
-    event.set()
+def release() -> Iterator[Release]:
+    release = Release()
+    yield release
+    release.finish()
 
 
 class SleepRecorder:
@@ -64,40 +84,49 @@ def dead_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def ndjson(objs: list[dict[str, Any]]) -> str:
-    return "".join(json.dumps(o) + "\n" for o in objs)
+class Wire:
+    """Builders for response bodies and handlers (a fixture, since conftest is not importable)."""
+
+    @staticmethod
+    def ndjson(objs: list[dict[str, Any]]) -> str:
+        return "".join(json.dumps(o) + "\n" for o in objs)
+
+    @staticmethod
+    def sse(objs: list[dict[str, Any]], done: bool = True) -> str:
+        lines = [f"data: {json.dumps(o)}\n\n" for o in objs]
+        return "".join(lines) + ("data: [DONE]\n\n" if done else "")
+
+    @staticmethod
+    def streaming(
+        parts: list[str],
+        *,
+        gap: float = 0.0,
+        hang_after: int | None = None,
+        release: Release | None = None,
+        content_type: str = "application/x-ndjson",
+    ) -> Response:
+        """A chunked response yielding ``parts`` one by one; optionally hanging mid-way."""
+
+        def body() -> Iterator[bytes]:
+            for i, part in enumerate(parts):
+                if i == hang_after and release is not None:
+                    release.wait(3.0)
+                yield part.encode()
+                time.sleep(gap)
+
+        return Response(body(), content_type=content_type)
+
+    @staticmethod
+    def hanging(release: Release, seconds: float = 3.0) -> Callable[[Request], Response]:
+        """A handler that says nothing for ``seconds`` (or until the test ends)."""
+
+        def handler(request: Request) -> Response:
+            release.wait(seconds)
+            return Response("{}", content_type="application/json")
+
+        return handler
 
 
-def sse(objs: list[dict[str, Any]], done: bool = True) -> str:
-    lines = [f"data: {json.dumps(o)}\n\n" for o in objs]
-    return "".join(lines) + ("data: [DONE]\n\n" if done else "")
-
-
-def streaming(
-    parts: list[str],
-    *,
-    gap: float = 0.0,
-    hang_after: int | None = None,
-    release: threading.Event | None = None,
-    content_type: str = "application/x-ndjson",
-) -> Response:
-    """A chunked response yielding ``parts`` one by one; optionally hanging mid-way."""
-
-    def body() -> Iterator[bytes]:
-        for i, part in enumerate(parts):
-            if hang_after is not None and i == hang_after and release is not None:
-                release.wait(3.0)
-            yield part.encode()
-            time.sleep(gap)
-
-    return Response(body(), content_type=content_type)
-
-
-def hanging(release: threading.Event, seconds: float = 3.0):
-    """A handler that says nothing for ``seconds`` (or until the test ends)."""
-
-    def handler(request: Request) -> Response:
-        release.wait(seconds)
-        return Response("{}", content_type="application/json")
-
-    return handler
+@pytest.fixture
+def wire() -> type[Wire]:
+    return Wire

@@ -84,6 +84,7 @@ class _Progress:
     started: float = field(default_factory=time.monotonic)
     parts: list[str] = field(default_factory=list)
     first_token_s: float | None = None
+    last_error: str = ""
 
     @property
     def streamed(self) -> bool:
@@ -200,14 +201,16 @@ class HttpBackend:
         """GET ``path`` and decode its JSON body, with retries and the total budget."""
         timeouts = timeouts or Timeouts()
 
-        async def once(progress: _Progress) -> Any:
+        progress = _Progress()
+
+        async def once() -> Any:
             with self._translate(path, "", timeouts, progress):
                 response = await self.client.get(path, timeout=httpx_timeout(timeouts))
                 if response.status_code >= 400:
                     raise self._status_error(response, path, "")
                 return loads_line(response.text, self.where(path))
 
-        return await self._call(once, path, "", timeouts, _Progress())
+        return await self._call(once, path, "", timeouts, progress)
 
     async def stream(
         self,
@@ -222,11 +225,9 @@ class HttpBackend:
         """POST ``body`` and feed each non-empty response line to ``parse_line``."""
         progress = _Progress()
 
-        async def once(progress: _Progress) -> StreamResult:
+        async def once() -> StreamResult:
             with self._translate(path, model, timeouts, progress):
-                request = self.client.build_request(
-                    "POST", path, json=body, timeout=httpx_timeout(timeouts)
-                )
+                request = self.client.build_request("POST", path, json=body, timeout=httpx_timeout(timeouts))
                 response = await self.client.send(request, stream=True)
                 try:
                     await self._read_stream(response, path, model, parse_line, progress, on_text)
@@ -254,7 +255,7 @@ class HttpBackend:
 
     async def _call(
         self,
-        once: Callable[[_Progress], Awaitable[T]],
+        once: Callable[[], Awaitable[T]],
         path: str,
         model: str,
         timeouts: Timeouts,
@@ -266,16 +267,17 @@ class HttpBackend:
         except TimeoutError as exc:
             raise BackendTimeout(
                 f"{self.where(path, model)}: no complete answer within the total budget of "
-                f"{timeouts.total:g} s ({_phase(progress)})",
+                f"{timeouts.total:g} s ({_phase(progress)}){_last(progress)}",
                 before_first_token=not progress.streamed,
             ) from exc
 
-    async def _with_retries(self, once: Callable[[_Progress], Awaitable[T]], progress: _Progress) -> T:
+    async def _with_retries(self, once: Callable[[], Awaitable[T]], progress: _Progress) -> T:
         attempt = 0
         while True:
             try:
-                return await once(progress)
+                return await once()
             except BackendError as err:
+                progress.last_error = str(err)
                 if attempt >= self.endpoint.retries or not self.retry.should_retry(err, progress.streamed):
                     raise
                 await self.retry.sleep(self.retry.delay(attempt, err))
@@ -286,7 +288,7 @@ class HttpBackend:
         detail = error_detail(response.content)
         if status == 404 and model and any(w in detail.lower() for w in _NOT_FOUND_WORDS):
             hint = self._hint(model)
-            return ModelNotFound(model, self.url(path), "; ".join(p for p in (detail, hint) if p))
+            return ModelNotFound(model, self.url(""), "; ".join(p for p in (detail, hint) if p))
         return BackendResponseError(
             f"{self.where(path, model)}: HTTP {status}: {detail or response.reason_phrase}",
             status=status,
@@ -305,15 +307,14 @@ class _Translate:
         self.timeouts = timeouts
         self.progress = progress
 
-    def __enter__(self) -> _Translate:
-        return self
+    def __enter__(self) -> None:
+        return None
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if isinstance(exc, httpx.HTTPError):
             raise self._convert(exc) from exc
         if isinstance(exc, httpx.InvalidURL):
             raise UsageError(f"{self.where}: invalid URL ({exc})") from exc
-        return False
 
     def _convert(self, exc: httpx.HTTPError) -> Exception:
         where, phase = self.where, _phase(self.progress)
@@ -331,6 +332,10 @@ class _Translate:
         if isinstance(exc, httpx.TransportError) and not self.progress.streamed:
             return BackendUnreachable(f"{where}: connection failed ({exc or type(exc).__name__})")
         return BackendResponseError(f"{where}: {type(exc).__name__} ({phase}): {exc}")
+
+
+def _last(progress: _Progress) -> str:
+    return f"; last error: {progress.last_error}" if progress.last_error else ""
 
 
 def _phase(progress: _Progress) -> str:
