@@ -10,7 +10,8 @@ failing, and readers never block writers.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def connect(path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Co
         )
     try:
         with translate(f"cannot configure learning database {path}"):
-            _configure(conn, busy_timeout_ms)
+            _retry_busy(lambda: _configure(conn, busy_timeout_ms), busy_timeout_ms / 1000)
     except BaseException:
         conn.close()
         raise
@@ -42,6 +43,25 @@ def _configure(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
     if str(mode).lower() != "wal":
         # e.g. some network file systems: concurrent writers would not be safe.
         raise StoreError(f"learning database cannot use WAL journal mode (got {mode!r})")
+
+
+def _retry_busy(step: Callable[[], None], timeout_s: float) -> None:
+    # Two connections switching a fresh file to WAL at once can deadlock on its locks;
+    # SQLite then fails one with SQLITE_BUSY at once instead of calling its busy handler.
+    deadline = time.monotonic() + timeout_s
+    delay = 0.005
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
 
 
 @contextmanager

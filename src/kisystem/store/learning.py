@@ -17,9 +17,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from kisystem.errors import StoreError
 from kisystem.store import db
@@ -39,7 +39,7 @@ Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class RunAlreadyFinished(StoreError):
@@ -197,7 +197,7 @@ class LearningStore:
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> LearningStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -219,7 +219,7 @@ class LearningStore:
                 " VALUES (?, ?, ?, ?, 'running', ?, ?)",
                 (run_id, task, domain, model, _iso(now), _value(sandbox)),
             )
-            _insert_event(conn, run_id, "started", {"task": task, "model": model, "sandbox": sandbox}, now)
+            _insert_event(conn, run_id, "started", {"task": task, "model": model, "sandbox": _value(sandbox)}, now)
         return run_id
 
     def append_event(self, run_id: str, kind: str, payload: dict[str, Any] | None = None) -> None:
@@ -375,7 +375,7 @@ def _value(v: Any) -> Any:
 def _iso(dt: datetime) -> str:
     if dt.tzinfo is None:
         raise ValueError(f"naive datetime {dt!r}: the learning database stores UTC times")
-    return dt.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return dt.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _parse(text: str) -> datetime:

@@ -87,8 +87,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         2,
         "runs.sandbox level, per-(domain, model) index",
         (
-            "ALTER TABLE runs ADD COLUMN sandbox TEXT"
-            " CHECK (sandbox IS NULL OR sandbox IN ('bwrap', 'unshare', 'none'))",
+            (
+                "ALTER TABLE runs ADD COLUMN sandbox TEXT"
+                " CHECK (sandbox IS NULL OR sandbox IN ('bwrap', 'unshare', 'none'))"
+            ),
             "CREATE INDEX idx_runs_domain_model_ts ON runs(domain, model, ts)",
         ),
     ),
