@@ -14,7 +14,9 @@ from pathlib import Path
 HOME_ENV = "KISYSTEM_HOME"
 DB_ENV = "KISYSTEM_DB"
 CONFIG_ENV = "KISYSTEM_CONFIG"
-RESERVED_ENV = frozenset({HOME_ENV, DB_ENV, CONFIG_ENV})
+SANDBOX_TOKEN_ENV = "KISYSTEM_SANDBOX_RUN"  # marks every process of one sandboxed run
+TEST_HOME_ENV = "KISYSTEM_TEST_HOME"  # where the integration tests cache model weights
+RESERVED_ENV = frozenset({HOME_ENV, DB_ENV, CONFIG_ENV, SANDBOX_TOKEN_ENV, TEST_HOME_ENV})
 
 
 def default_home() -> Path:
