@@ -36,12 +36,14 @@ def cli(ctx: click.Context, home: Path | None, db: Path | None, config_path: Pat
 
 
 def _register_commands() -> None:
-    from kisystem.cli import config_cmd, demo_cmd, models_cmd, tasks_cmd
+    from kisystem.cli import bench_cmd, config_cmd, demo_cmd, models_cmd, run_cmd, tasks_cmd
 
     cli.add_command(config_cmd.config_group)
     cli.add_command(models_cmd.models_group)
     cli.add_command(demo_cmd.demo)
     cli.add_command(tasks_cmd.tasks_group)
+    cli.add_command(run_cmd.run)
+    cli.add_command(bench_cmd.bench_group)
 
 
 def report(err: KisystemError) -> None:

@@ -15,6 +15,7 @@ from string import Template
 from kisystem.loop.taskspec import TaskSpec
 
 COMMENT = {"python": "#", "c": "//", "cpp": "//", "cuda": "//"}
+NOTE_LINES = 3  # error lines a base model sees as comments above the prefix
 FENCE_LANG = {"python": "python", "c": "c", "cpp": "cpp", "cuda": "cuda", "markdown": "markdown"}
 
 
@@ -64,7 +65,9 @@ def completion_prompt(task: TaskSpec, feedback: Feedback | None = None) -> str:
     prefix = task.completion.prefix if task.completion else task.prompt
     if feedback is None or feedback.passed or task.language not in COMMENT:
         return prefix
-    first_line = next((line.strip() for line in feedback.excerpt.splitlines() if line.strip()), feedback.error_type)
-    notes = template("completion_fix").substitute(comment=COMMENT[task.language], phase=feedback.phase,
-                                                  error_line=first_line[:200], hint=feedback.hint)
+    comment = COMMENT[task.language]
+    lines = [line.strip()[:160] for line in feedback.excerpt.splitlines() if line.strip()][:NOTE_LINES]
+    error = f"\n{comment}   ".join(lines) or feedback.error_type
+    notes = template("completion_fix").substitute(comment=comment, phase=feedback.phase,
+                                                  error_line=error, hint=feedback.hint)
     return notes + prefix

@@ -1,0 +1,43 @@
+"""A live view of the loop: one status line, and a line per finished iteration."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.status import Status
+
+from kisystem.loop.supervisor import LoopEvent
+
+PHASE_OF = {"generate": "GENERATE", "build": "BUILD", "test": "TEST", "profile": "PROFILE"}
+
+
+class LiveView:
+    """Feeds on LoopEvents; prints to stderr so stdout stays clean for --json."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.status: Status | None = None
+
+    def __enter__(self) -> "LiveView":
+        self.status = self.console.status("starting ...")
+        self.status.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.status:
+            self.status.stop()
+
+    def __call__(self, event: LoopEvent) -> None:
+        where = f"[bold]{event.task}[/bold] iter {event.iteration} · {event.model}"
+        if event.kind in PHASE_OF and self.status:
+            self.status.update(f"{where} · {PHASE_OF[event.kind]} ...")
+        elif event.kind == "score":
+            error = event.data.get("error")
+            note = f" ({error})" if error else ""
+            self.console.print(f"{where} · score {event.data['score']:.0f}{note}")
+        elif event.kind == "escalate":
+            self.console.print(f"[yellow]{event.task}: escalating {event.data['previous']} -> {event.model}[/yellow]")
+        elif event.kind == "skip":
+            self.console.print(f"[yellow]{event.task}: skipping {event.model}: {event.data['reason']}[/yellow]")
+        elif event.kind == "exit":
+            colour = "green" if event.data["outcome"] == "success" else "red"
+            self.console.print(f"[{colour}]{event.task}: {event.data['outcome']}[/{colour}] · {event.data['reason']}")

@@ -1,0 +1,54 @@
+"""`kisystem run TASK.toml`: the optimization loop on one or more tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from kisystem.cli.context import AppContext, pass_app
+from kisystem.cli.live import LiveView
+from kisystem.loop.session import loop_session
+from kisystem.loop.supervisor import TaskResult
+from kisystem.loop.taskspec import TaskSpec, load_tasks
+
+
+@click.command("run")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", help="Start with this model instead of the domain's start model.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+@pass_app
+def run(app: AppContext, paths: tuple[Path, ...], model: str | None, as_json: bool) -> None:
+    """Run the loop on TASK.toml files (or directories of them) until each task exits."""
+    inventory = app.inventory
+    tasks = load_tasks(paths, inventory.domains)
+    if model:
+        inventory.model(model)  # an unknown model is a usage error before anything starts
+    results = asyncio.run(_run_all(app, tasks, model))
+    if as_json:
+        click.echo(json.dumps([asdict(r) for r in results], indent=2))
+    else:
+        app.console.print(results_table(results))
+        app.console.print(f"learning database: {app.paths.db}")
+    return 0 if all(r.solved for r in results) else 1
+
+
+async def _run_all(app: AppContext, tasks: list[TaskSpec], model: str | None) -> list[TaskResult]:
+    with LiveView(app.err_console) as view:
+        async with loop_session(app.config, app.inventory, app.paths, on_event=view,
+                                warn=lambda msg: app.err_console.print(f"[yellow]warning: {msg}[/yellow]")) as sup:
+            return [await sup.run_task(task, start_model=model) for task in tasks]
+
+
+def results_table(results: list[TaskResult]) -> Table:
+    table = Table(title="results")
+    for col in ("task", "outcome", "score", "iterations", "models tried", "tokens", "time"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(r.task, r.outcome, f"{r.score:.0f}", str(r.iterations), " -> ".join(r.models_tried),
+                      str(r.tokens), f"{r.wall_s:.1f} s")
+    return table

@@ -1,0 +1,162 @@
+"""One iteration of the loop on one model: answer -> files -> build -> test -> profile -> score."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from kisystem.errors import BackendError, BackendTimeout
+from kisystem.loop import prompts
+from kisystem.loop.categorizer import ErrorInfo, Phase
+from kisystem.loop.extract import ExtractError, complete_from_prefix, extract_files
+from kisystem.loop.phases import PhaseRun, PhaseRunner
+from kisystem.loop.scoring import PerformanceParser, ScoreInput
+from kisystem.loop.taskspec import TaskSpec
+from kisystem.loop.workspace import UnsafePathError, Workspace
+from kisystem.models.base import Generation, GenerationRequest, Mode
+
+CHAT_MAX_TOKENS = 512
+COMPLETION_MAX_TOKENS = 384
+RETRY_TEMPERATURE = 0.7  # later tries on one model sample, so a retry is not the same answer
+
+Emit = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why an iteration failed; the router reads severity, recoverable and signature."""
+
+    error_type: str
+    phase: str
+    severity: int
+    recoverable: bool
+    hint: str
+    excerpt: str
+    signature: str
+
+    @classmethod
+    def from_info(cls, info: ErrorInfo) -> "Failure":
+        return cls(str(info.error_type), str(info.phase), info.severity, info.recoverable, info.hint,
+                   info.excerpt, info.signature)
+
+
+NO_CODE = Failure("COMPILATION", "GENERATE", 2, True,
+                  "Answer with the complete file in one fenced code block.", "the answer held no code",
+                  "generate:no-code")
+
+
+@dataclass
+class Attempt:
+    model: str
+    score: float
+    code: str = ""
+    failure: Failure | None = None
+    t_generate: float = 0.0
+    t_build: float = 0.0
+    t_test: float = 0.0
+    t_profile: float = 0.0
+    tokens_prompt: int = 0
+    tokens_completion: int = 0
+    profile_note: str = ""
+
+    @classmethod
+    def generation_failed(cls, model: str, err: BackendError) -> "Attempt":
+        kind = "timeout" if isinstance(err, BackendTimeout) else "backend"
+        failure = Failure("RUNTIME", "GENERATE", 3, True, "the model backend failed; try another model",
+                          str(err), f"generate:{kind}")
+        return cls(model=model, score=0.0, failure=failure)
+
+    def feedback(self, target: float) -> prompts.Feedback:
+        if self.failure is None:
+            return prompts.Feedback(self.code, score=self.score, target=target, profile=self.profile_note, passed=True)
+        f = self.failure
+        return prompts.Feedback(self.code, phase=f.phase, error_type=f.error_type, excerpt=f.excerpt, hint=f.hint,
+                                score=self.score, target=target)
+
+
+class AttemptRunner:
+    """Turns a model's answer into a scored attempt in a fresh workspace."""
+
+    def __init__(self, phases: PhaseRunner, workspaces_root: Path, parser: PerformanceParser | None = None) -> None:
+        self.phases = phases
+        self.root = workspaces_root
+        self.parser = parser or PerformanceParser()
+
+    @property
+    def level(self):
+        return self.phases.level
+
+    def request_for(self, task: TaskSpec, model: str, mode: Mode, feedback: prompts.Feedback | None,
+                    tries_on_model: int) -> GenerationRequest:
+        sampling = {"temperature": RETRY_TEMPERATURE, "seed": tries_on_model} if tries_on_model else {}
+        if mode == "completion":
+            stop = list(task.completion.stop) if task.completion else []
+            return GenerationRequest(model=model, mode=mode, prompt=prompts.completion_prompt(task, feedback),
+                                     max_tokens=COMPLETION_MAX_TOKENS, stop=stop, **sampling)
+        return GenerationRequest(model=model, mode=mode, messages=prompts.chat_messages(task, feedback),
+                                 max_tokens=CHAT_MAX_TOKENS, **sampling)
+
+    async def run(self, task: TaskSpec, run_id: str, iteration: int, model: str, mode: Mode,
+                  request: GenerationRequest, generation: Generation, emit: Emit) -> Attempt:
+        attempt = Attempt(model=model, score=0.0, t_generate=generation.total_s,
+                          tokens_prompt=generation.prompt_tokens, tokens_completion=generation.completion_tokens)
+        files = self._files(task, mode, request, generation.text)
+        attempt.code = files.get(task.solution_file, "")
+        if not files:
+            attempt.failure = NO_CODE
+            emit("score", score=0.0, error="no code in the answer")
+            return attempt
+        workspace = Workspace.create(self.root, run_id, iteration)
+        try:
+            workspace.write_files({**task.starter, **files})
+        except UnsafePathError as err:  # the model's fault, not the user's: a failed iteration
+            attempt.failure = replace(NO_CODE, excerpt=str(err), signature="generate:unsafe-path")
+            emit("score", score=0.0, error="unsafe file name in the answer")
+            return attempt
+        return await self._phases(task, workspace, attempt, emit)
+
+    def _files(self, task: TaskSpec, mode: Mode, request: GenerationRequest, text: str) -> dict[str, str]:
+        if mode == "completion":
+            stop = task.completion.stop if task.completion else ()
+            return {task.solution_file: complete_from_prefix(request.prompt, text, stop)}
+        try:
+            files = extract_files(text, task.solution_file)
+        except ExtractError:
+            return {}
+        return {name: body for name, body in files.items() if name not in task.fixed}
+
+    async def _phases(self, task: TaskSpec, workspace: Workspace, attempt: Attempt, emit: Emit) -> Attempt:
+        if task.build:
+            build = await self._phase(Phase.BUILD, task, workspace, emit)
+            attempt.t_build = build.duration_s
+            if not build.ok:
+                return self._failed(attempt, build, emit)
+        test = await self._phase(Phase.TEST, task, workspace, emit)
+        attempt.t_test = test.duration_s
+        measured = None
+        if test.ok and task.profile:
+            profile = await self._phase(Phase.PROFILE, task, workspace, emit)
+            attempt.t_profile = profile.duration_s
+            measured = profile.result.duration_s if profile.ok else None
+            attempt.profile_note = f"Measured run time: {measured:.3f} s." if measured else ""
+        reference = task.profile.reference_time_s if task.profile else None
+        attempt.score = self.parser.score(ScoreInput.from_output(
+            build_ok=True, test_ok=test.ok, test_output=test.result.output,
+            measured_time_s=measured, reference_time_s=reference))
+        if not test.ok:
+            attempt.failure = Failure.from_info(test.error)
+        emit("score", score=attempt.score, error=attempt.failure.error_type if attempt.failure else None)
+        return attempt
+
+    async def _phase(self, phase: Phase, task: TaskSpec, workspace: Workspace, emit: Emit) -> PhaseRun:
+        spec = {Phase.BUILD: task.build, Phase.TEST: task.test, Phase.PROFILE: task.profile}[phase]
+        run = await self.phases.run(phase, spec, workspace, task.fixed, task.language)
+        emit(str(phase).lower(), ok=run.ok, seconds=round(run.duration_s, 3), attempts=run.attempts,
+             error=run.error.to_dict() if run.error else None)
+        return run
+
+    def _failed(self, attempt: Attempt, run: PhaseRun, emit: Emit) -> Attempt:
+        attempt.failure = Failure.from_info(run.error)
+        emit("score", score=0.0, error=attempt.failure.error_type)
+        return attempt

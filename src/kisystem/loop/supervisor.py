@@ -1,0 +1,195 @@
+"""The optimization loop for one task: generate, build, test, (profile), score, repeat.
+
+Each iteration asks the current model for code, builds and tests it in a fresh
+sandboxed workspace and scores it.  At ``target_score`` the task succeeds.  Passing code
+under target gets an optimize prompt; failing code a fix prompt with the error excerpt
+and the categorizer's hint, and one fail on the model's stop-loss (see ``router``).
+Every exit writes one learning record; run events are appended as they happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+from kisystem.config import OptimizationConfig
+from kisystem.errors import BackendError, BackendUnreachable, KisystemError, ModelNotFound
+from kisystem.loop import prompts
+from kisystem.loop.attempt import Attempt, AttemptRunner
+from kisystem.loop.router import Decision, StopLossRouter, build_chain
+from kisystem.loop.taskspec import TaskSpec
+from kisystem.models.base import Generation, GenerationRequest, OnText
+from kisystem.models.inventory import Inventory
+from kisystem.store.learning import LearningStore, RunResult
+
+log = logging.getLogger(__name__)
+
+
+class Generator(Protocol):
+    """Anything that answers a GenerationRequest: the HTTP ModelClient, or a scripted fake."""
+
+    async def generate(self, request: GenerationRequest, on_text: OnText | None = None) -> Generation: ...
+
+
+@dataclass(frozen=True)
+class LoopEvent:
+    kind: str  # start, generate, build, test, profile, score, escalate, exit
+    task: str
+    run_id: str
+    iteration: int
+    model: str
+    data: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    run_id: str
+    task: str
+    outcome: str  # success, failed, exhausted, aborted, error, interrupted
+    score: float
+    iterations: int
+    model: str
+    models_tried: tuple[str, ...]
+    reason: str
+    tokens: int
+    wall_s: float
+    model_seconds: dict[str, float]  # generation time per model
+    model_attempts: dict[str, int]  # iterations per model
+
+    @property
+    def solved(self) -> bool:
+        return self.outcome == "success"
+
+
+@dataclass
+class _Tally:
+    """What a run has spent so far, summed over iterations."""
+
+    t_build: float = 0.0
+    t_test: float = 0.0
+    t_profile: float = 0.0
+    tokens_prompt: int = 0
+    tokens_completion: int = 0
+    best_score: float = 0.0
+    last: Attempt | None = None
+    model_seconds: dict[str, float] = field(default_factory=dict)
+    model_attempts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, attempt: Attempt) -> None:
+        self.t_build += attempt.t_build
+        self.t_test += attempt.t_test
+        self.t_profile += attempt.t_profile
+        self.tokens_prompt += attempt.tokens_prompt
+        self.tokens_completion += attempt.tokens_completion
+        self.best_score = max(self.best_score, attempt.score)
+        self.model_seconds[attempt.model] = self.model_seconds.get(attempt.model, 0.0) + attempt.t_generate
+        self.model_attempts[attempt.model] = self.model_attempts.get(attempt.model, 0) + 1
+        self.last = attempt
+
+
+class Supervisor:
+    def __init__(self, config: OptimizationConfig, inventory: Inventory, generator: Generator,
+                 store: LearningStore, attempts: AttemptRunner,
+                 on_event: Callable[[LoopEvent], None] | None = None,
+                 available: set[str] | None = None) -> None:
+        self.config = config
+        self.inventory = inventory
+        self.store = store
+        self.attempts = attempts
+        self.generator = generator
+        self.on_event = on_event
+        self.available = available
+
+    async def run_task(self, task: TaskSpec, start_model: str | None = None) -> TaskResult:
+        chain = build_chain(self.inventory.route(task.domain).chain, self.available, start_model)
+        if not chain:
+            raise KisystemError(f"task {task.id}: no model of route {task.domain!r} is available")
+        router = StopLossRouter(chain, self.config.stoploss_per_model)
+        run_id = self.store.start_run(task.id, task.domain, router.current, sandbox=str(self.attempts.level))
+        started, tally = time.monotonic(), _Tally()
+        self._emit("start", task, run_id, 0, router.current, chain=list(chain))
+        outcome, reason, iterations = "error", "crashed", 0
+        try:
+            outcome, reason, iterations = await self._iterate(task, run_id, router, tally)
+        except asyncio.CancelledError:
+            outcome, reason = "interrupted", "cancelled"
+            raise
+        except Exception as err:  # recorded, then re-raised: a crash loses no data
+            reason = f"{type(err).__name__}: {err}"
+            raise
+        finally:
+            result = self._finish(task, run_id, router, tally, outcome, reason, iterations, started)
+        return result
+
+    async def _iterate(self, task: TaskSpec, run_id: str, router: StopLossRouter,
+                       tally: _Tally) -> tuple[str, str, int]:
+        target = task.target_score if task.target_score is not None else self.config.target_score
+        budget = task.max_iterations or self.config.max_optimization_iterations
+        feedback: prompts.Feedback | None = None
+        tries_on_model = 0
+        for iteration in range(1, budget + 1):
+            model = router.current
+            try:
+                attempt = await self._attempt(task, run_id, iteration, model, feedback, tries_on_model, target)
+            except ModelNotFound as err:
+                self._emit("skip", task, run_id, iteration, model, reason=str(err))
+                decision, attempt = router.escalate(), None
+            else:
+                tally.add(attempt)
+                if attempt.score >= target:
+                    return "success", f"score {attempt.score:.0f} >= target {target}", iteration
+                if attempt.failure is None:  # passes, but under target: optimize on the same model
+                    feedback, tries_on_model = attempt.feedback(target), tries_on_model + 1
+                    continue
+                decision = router.record_failure(attempt.failure)
+            if decision is Decision.ABORT:
+                return "aborted", attempt.failure.hint if attempt else "aborted", iteration
+            if decision is Decision.EXHAUSTED:
+                return "exhausted", f"every model of the chain failed: {', '.join(router.tried)}", iteration
+            if decision is Decision.ESCALATE:
+                self._emit("escalate", task, run_id, iteration, router.current, previous=model)
+                feedback, tries_on_model = None, 0
+            else:
+                feedback, tries_on_model = attempt.feedback(target), tries_on_model + 1
+        return "failed", f"{budget} iterations spent; best score {tally.best_score:.0f} < target {target}", budget
+
+    async def _attempt(self, task: TaskSpec, run_id: str, iteration: int, model: str,
+                       feedback: prompts.Feedback | None, tries_on_model: int, target: float) -> Attempt:
+        spec = self.inventory.model(model)
+        emit = lambda kind, **data: self._emit(kind, task, run_id, iteration, model, **data)  # noqa: E731
+        request = self.attempts.request_for(task, spec.name, spec.mode, feedback, tries_on_model)
+        emit("generate", temperature=request.temperature)
+        try:
+            generation = await self.generator.generate(request)
+        except (ModelNotFound, BackendUnreachable):
+            raise  # a routing signal and a dead backend are not this model's fault
+        except BackendError as err:
+            return Attempt.generation_failed(model, err)
+        return await self.attempts.run(task, run_id, iteration, model, spec.mode, request, generation, emit)
+
+    def _finish(self, task: TaskSpec, run_id: str, router: StopLossRouter, tally: _Tally,
+                outcome: str, reason: str, iterations: int, started: float) -> TaskResult:
+        last, wall = tally.last, time.monotonic() - started
+        failure = last.failure if last and outcome != "success" else None
+        self.store.finish_run(run_id, RunResult(
+            model=router.current, iter=iterations, score_final=tally.best_score, outcome=outcome,
+            phase=failure.phase if failure else None, reason=reason,
+            t_build=tally.t_build, t_test=tally.t_test, t_profile=tally.t_profile,
+            tokens_prompt=tally.tokens_prompt, tokens_completion=tally.tokens_completion,
+            error_type=failure.error_type if failure else None, models_tried=tuple(router.tried), wall_s=wall))
+        self._emit("exit", task, run_id, iterations, router.current, persist=False,  # the store logs "finished"
+                   outcome=outcome, reason=reason, score=tally.best_score)
+        return TaskResult(run_id, task.id, outcome, tally.best_score, iterations, router.current,
+                          tuple(router.tried), reason, tally.tokens_prompt + tally.tokens_completion, wall,
+                          dict(tally.model_seconds), dict(tally.model_attempts))
+
+    def _emit(self, kind: str, task: TaskSpec, run_id: str, iteration: int, model: str,
+              persist: bool = True, **data) -> None:
+        if persist:
+            self.store.append_event(run_id, kind, {"iteration": iteration, "model": model, **data})
+        if self.on_event:
+            self.on_event(LoopEvent(kind, task.id, run_id, iteration, model, data))

@@ -1,0 +1,136 @@
+"""The loop's logic, with a scripted model and real builds, tests, sandbox and database."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from kisystem.config import OptimizationConfig
+from kisystem.errors import ModelNotFound
+from kisystem.loop.attempt import AttemptRunner
+from kisystem.loop.phases import PhaseRunner
+from kisystem.loop.supervisor import Supervisor
+from kisystem.loop.taskspec import PhaseSpec, ProfileSpec, load_task
+from kisystem.models.inventory import parse_inventory
+from kisystem.store.learning import LearningStore
+from tests.loop.fakes import ScriptedModel
+
+DATA = Path(__file__).parent / "data" / "loop"
+GOOD = "```python\n# file: solution.py\ndef add(a, b):\n    return a + b\n```"
+WRONG = "```python\ndef add(a, b):\n    return a - b\n```"
+SPEC_FIELDS = ("run_id", "task", "domain", "model", "iter", "score_final", "outcome", "phase", "reason",
+               "t_build", "t_test", "t_profile", "ts")
+
+INVENTORY = parse_inventory({
+    "endpoints": {"e": {"backend": "openai", "base_url": "http://127.0.0.1:9"}},
+    "models": [{"name": n, "rank": i, "timeout_s": 30, "endpoint": "e", "mode": "chat"}
+               for i, n in enumerate(("small", "medium", "large"), 1)],
+    "routes": {"Python/General": {"start": "small", "escalation": ["medium", "large"]}},
+}, "test inventory")
+
+
+@pytest.fixture
+def store(tmp_path):
+    with LearningStore.open(tmp_path / "learning.db") as s:
+        yield s
+
+
+def make(tmp_path, store, script, **config):
+    cfg = replace(OptimizationConfig(), **config)
+    model = ScriptedModel(script)
+    attempts = AttemptRunner(PhaseRunner(cfg), tmp_path / "ws")
+    return Supervisor(cfg, INVENTORY, model, store, attempts), model
+
+
+@pytest.fixture
+def task():
+    return load_task(DATA / "add.toml")
+
+
+async def test_first_answer_right_is_one_successful_record(tmp_path, store, task):
+    sup, model = make(tmp_path, store, {"small": [GOOD]})
+    result = await sup.run_task(task)
+    assert (result.outcome, result.iterations, result.score) == ("success", 1, 100.0)
+    row = store.get_run(result.run_id)
+    for name in SPEC_FIELDS:
+        assert hasattr(row, name), name
+    assert (row.outcome, row.model, row.iter, row.score_final, row.domain) == ("success", "small", 1, 100.0, "Python/General")
+    assert row.t_test > 0 and row.ts
+    kinds = [e.kind for e in store.events(result.run_id)]
+    assert kinds[0] == "started" and kinds[1] == "start" and "test" in kinds and kinds[-1] == "finished"
+
+
+async def test_stoploss_escalates_after_two_fails_and_feeds_the_error_back(tmp_path, store, task):
+    sup, model = make(tmp_path, store, {"small": [WRONG, WRONG], "medium": [GOOD]})
+    result = await sup.run_task(task)
+    assert result.outcome == "success" and result.iterations == 3
+    assert result.models_tried == ("small", "medium")
+    fix_prompt = model.requests[1].messages[-1]["content"]
+    assert "failed in the TEST phase" in fix_prompt and "return a - b" in fix_prompt
+    assert model.requests[1].temperature > 0  # a retry samples, so it is not the same answer
+    assert model.requests[2].messages[-1]["content"].startswith("Task add")  # fresh start on escalation
+
+
+async def test_every_model_failing_ends_exhausted_with_a_record(tmp_path, store, task):
+    sup, _ = make(tmp_path, store, {m: [WRONG, WRONG] for m in ("small", "medium", "large")})
+    result = await sup.run_task(task)
+    assert result.outcome == "exhausted" and result.iterations == 6
+    row = store.get_run(result.run_id)
+    assert row.outcome == "exhausted" and row.phase == "TEST" and row.error_type
+    assert 0 <= row.score_final < 100
+
+
+async def test_an_answer_that_edits_the_test_file_does_not_change_the_test(tmp_path, store, task):
+    cheat = ("```python\n# file: test_add.py\nprint('KISYSTEM_TESTS passed=3 total=3')\n```\n"
+             "```python\n# file: solution.py\ndef add(a, b):\n    return 0\n```")
+    sup, _ = make(tmp_path, store, {"small": [cheat]}, stoploss_per_model=1, max_optimization_iterations=1)
+    result = await sup.run_task(task)
+    assert result.outcome != "success" and result.score < 100
+    test_file = next((tmp_path / "ws").rglob("test_add.py"))
+    assert test_file.read_text() == task.fixed["test_add.py"]
+
+
+async def test_same_error_three_times_escalates_before_the_stoploss(tmp_path, store, task):
+    sup, _ = make(tmp_path, store, {"small": [WRONG] * 3, "medium": [GOOD]}, stoploss_per_model=5)
+    result = await sup.run_task(task)
+    assert result.models_tried == ("small", "medium") and result.iterations == 4
+
+
+async def test_unrecoverable_error_aborts_with_its_reason(tmp_path, store, task):
+    no_gpu = ("```python\nimport sys\nprint('CUDA error: no CUDA-capable device is detected')\n"
+              "sys.exit(1)\n```")
+    sup, _ = make(tmp_path, store, {"small": [no_gpu]})
+    result = await sup.run_task(task)
+    assert result.outcome == "aborted" and result.iterations == 1
+    assert store.get_run(result.run_id).reason
+
+
+async def test_model_missing_on_the_backend_is_skipped(tmp_path, store, task):
+    sup, _ = make(tmp_path, store, {"small": [ModelNotFound("small", "http://x")], "medium": [GOOD]})
+    result = await sup.run_task(task)
+    assert result.outcome == "success" and result.models_tried == ("small", "medium")
+
+
+async def test_iteration_budget_ends_failed(tmp_path, store, task):
+    sup, _ = make(tmp_path, store, {"small": [WRONG] * 2}, max_optimization_iterations=2, stoploss_per_model=5)
+    result = await sup.run_task(task)
+    assert result.outcome == "failed" and result.iterations == 2
+
+
+async def test_passing_but_slow_code_gets_an_optimize_prompt(tmp_path, store, task):
+    slow = replace(task, profile=ProfileSpec("python -c 'import time; time.sleep(0.3)'", 20, reference_time_s=0.05),
+                   target_score=95)
+    sup, model = make(tmp_path, store, {"small": [GOOD, GOOD]}, max_optimization_iterations=2)
+    result = await sup.run_task(slow)
+    assert result.outcome == "failed" and 80 <= result.score < 95
+    assert "Make it faster" in model.requests[1].messages[-1]["content"]
+
+
+async def test_a_crash_mid_run_still_leaves_a_record(tmp_path, store, task):
+    sup, _ = make(tmp_path, store, {"small": [RuntimeError("boom")]})
+    with pytest.raises(RuntimeError):
+        await sup.run_task(task)
+    (row,) = store.recent_runs(5)
+    assert row.outcome == "error" and "boom" in row.reason
