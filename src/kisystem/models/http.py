@@ -266,7 +266,7 @@ class HttpBackend:
                 return await self._with_retries(once, progress)
         except TimeoutError as exc:
             raise BackendTimeout(
-                f"{self.where(path, model)}: no complete answer within the total budget of "
+                f"{self.where(path, model)}: timed out: no complete answer within the total budget of "
                 f"{timeouts.total:g} s ({_phase(progress)}){_last(progress)}",
                 before_first_token=not progress.streamed,
             ) from exc

@@ -1,0 +1,113 @@
+"""Every user-facing failure is one clear line on stderr and a documented exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HANG_S = 3.0
+
+
+def kisystem(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KISYSTEM_")}
+    env["KISYSTEM_HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "kisystem", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def inventory(home: Path, base_url: str, timeout_s: float = 5) -> Path:
+    """A one-model inventory at ``base_url`` and a config that selects it."""
+    home.mkdir(parents=True, exist_ok=True)
+    inv = home / "inventory.toml"
+    inv.write_text(f'''
+[endpoints.local]
+backend = "openai"
+base_url = "{base_url}"
+retries = 0
+
+[[models]]
+name = "tiny"
+rank = 1
+timeout_s = {timeout_s}
+endpoint = "local"
+
+[routes."Python/General"]
+start = "tiny"
+''')
+    (home / "optimization_config.json").write_text(json.dumps({"inventory_file": str(inv)}))
+    return inv
+
+
+def test_bad_config_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"target_score": 150}))
+    proc = kisystem(tmp_path, "--config", str(bad), "models", "list")
+    assert proc.returncode == 2
+    assert "target_score: 150" in one_error_line(proc)
+
+
+def test_unreachable_backend(tmp_path):
+    inventory(tmp_path, "http://127.0.0.1:9")
+    proc = kisystem(tmp_path, "models", "ask", "tiny", "hello")
+    assert proc.returncode == 3
+    line = one_error_line(proc)
+    assert "127.0.0.1:9" in line and "connect" in line
+
+
+def test_unknown_model_in_inventory(tmp_path):
+    inventory(tmp_path, "http://127.0.0.1:9")
+    proc = kisystem(tmp_path, "models", "ask", "nosuch", "hello")
+    assert proc.returncode == 2
+    assert "unknown model 'nosuch'" in one_error_line(proc)
+
+
+def test_model_missing_on_backend(tmp_path, httpserver):
+    httpserver.expect_request("/v1/chat/completions").respond_with_json(
+        {"error": {"message": "model 'tiny' not found", "code": "model_not_found"}}, status=404)
+    inventory(tmp_path, httpserver.url_for("").rstrip("/"))
+    proc = kisystem(tmp_path, "models", "ask", "tiny", "hello")
+    assert proc.returncode == 4
+    assert "tiny" in one_error_line(proc)
+
+
+def test_hanging_backend_hits_the_model_timeout(tmp_path, httpserver):
+    def hang(request):
+        time.sleep(HANG_S)
+        raise RuntimeError("too late")
+
+    httpserver.expect_request("/v1/chat/completions").respond_with_handler(hang)
+    inventory(tmp_path, httpserver.url_for("").rstrip("/"), timeout_s=1)
+    started = time.monotonic()
+    proc = kisystem(tmp_path, "models", "ask", "tiny", "hello")
+    assert proc.returncode == 3
+    assert "time" in one_error_line(proc).lower()
+    assert time.monotonic() - started < HANG_S + 5
+
+
+def test_bad_task_spec_names_file_and_field(tmp_path):
+    spec = tmp_path / "t.toml"
+    spec.write_text('id = "x"\ndomain = "Rust/Wasm"\nlanguage = "python"\nprompt = "p"\n[test]\ncommand = "true"\n')
+    proc = kisystem(tmp_path, "run", str(spec))
+    assert proc.returncode == 2
+    line = one_error_line(proc)
+    assert "t.toml" in line and "domain" in line and "Rust/Wasm" in line
+
+
+@pytest.mark.parametrize("args", [["nosuchcommand"], ["models", "pull", "nosuch"], ["tasks", "import", "humaneval", "--out", "x", "--range", "9:2"]])
+def test_usage_errors_exit_2(tmp_path, args):
+    proc = kisystem(tmp_path, *args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
