@@ -14,6 +14,7 @@ from kisystem.errors import ConfigError, KisystemError
 from kisystem.paths import CONFIG_ENV, DB_ENV, HOME_ENV, Paths
 
 PATH = click.Path(path_type=Path)
+PIPED_WIDTH = 120  # tables stay readable in logs and CI output, where rich would assume 80
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,8 +31,8 @@ def cli(ctx: click.Context, home: Path | None, db: Path | None, config_path: Pat
     """
     ctx.obj = AppContext(
         paths=Paths.resolve(home, db, config_path),
-        console=Console(),
-        err_console=Console(stderr=True),
+        console=Console(width=None if sys.stdout.isatty() else PIPED_WIDTH),
+        err_console=Console(stderr=True, width=None if sys.stderr.isatty() else PIPED_WIDTH),
     )
 
 

@@ -16,9 +16,9 @@ from kisystem.loop.taskspec import TaskSpec
 from kisystem.loop.workspace import UnsafePathError, Workspace
 from kisystem.models.base import Generation, GenerationRequest, Mode
 
-CHAT_MAX_TOKENS = 512
-COMPLETION_MAX_TOKENS = 384
-RETRY_TEMPERATURE = 0.7  # later tries on one model sample, so a retry is not the same answer
+CHAT_MAX_TOKENS = 400
+COMPLETION_MAX_TOKENS = 256
+RETRY_TEMPERATURE = 0.8  # later tries on one model sample, so a retry is not the same answer
 
 Emit = Callable[..., None]
 
