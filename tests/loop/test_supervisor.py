@@ -12,7 +12,7 @@ from kisystem.errors import ModelNotFound
 from kisystem.loop.attempt import AttemptRunner
 from kisystem.loop.phases import PhaseRunner
 from kisystem.loop.supervisor import Supervisor
-from kisystem.loop.taskspec import PhaseSpec, ProfileSpec, load_task
+from kisystem.loop.taskspec import ProfileSpec, load_task
 from kisystem.models.inventory import parse_inventory
 from kisystem.store.learning import LearningStore
 from tests.loop.fakes import ScriptedModel

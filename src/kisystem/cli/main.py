@@ -19,9 +19,12 @@ PIPED_WIDTH = 120  # tables stay readable in logs and CI output, where rich woul
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="kisystem")
-@click.option("--home", type=PATH, envvar=HOME_ENV, help=f"kisystem home directory [env {HOME_ENV}; default ~/.kisystem].")
-@click.option("--db", type=PATH, envvar=DB_ENV, help=f"Learning database file [env {DB_ENV}; default HOME/learning.db].")
-@click.option("--config", "config_path", type=PATH, envvar=CONFIG_ENV, help=f"optimization_config.json to load [env {CONFIG_ENV}].")
+@click.option("--home", type=PATH, envvar=HOME_ENV,
+              help=f"kisystem home directory [env {HOME_ENV}; default ~/.kisystem].")
+@click.option("--db", type=PATH, envvar=DB_ENV,
+              help=f"Learning database file [env {DB_ENV}; default HOME/learning.db].")
+@click.option("--config", "config_path", type=PATH, envvar=CONFIG_ENV,
+              help=f"optimization_config.json to load [env {CONFIG_ENV}].")
 @click.pass_context
 def cli(ctx: click.Context, home: Path | None, db: Path | None, config_path: Path | None) -> None:
     """kisystem: a learning build-and-optimize loop for local LLMs.

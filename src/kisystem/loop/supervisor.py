@@ -10,10 +10,8 @@ Every exit writes one learning record; run events are appended as they happen.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Protocol
 
 from kisystem.config import OptimizationConfig
@@ -26,7 +24,6 @@ from kisystem.models.base import Generation, GenerationRequest, OnText
 from kisystem.models.inventory import Inventory
 from kisystem.store.learning import LearningStore, RunResult
 
-log = logging.getLogger(__name__)
 
 
 class Generator(Protocol):
@@ -134,7 +131,7 @@ class Supervisor:
         for iteration in range(1, budget + 1):
             model = router.current
             try:
-                attempt = await self._attempt(task, run_id, iteration, model, feedback, tries_on_model, target)
+                attempt = await self._attempt(task, run_id, iteration, model, feedback, tries_on_model)
             except ModelNotFound as err:
                 self._emit("skip", task, run_id, iteration, model, reason=str(err))
                 decision, attempt = router.escalate(), None
@@ -158,7 +155,7 @@ class Supervisor:
         return "failed", f"{budget} iterations spent; best score {tally.best_score:.0f} < target {target}", budget
 
     async def _attempt(self, task: TaskSpec, run_id: str, iteration: int, model: str,
-                       feedback: prompts.Feedback | None, tries_on_model: int, target: float) -> Attempt:
+                       feedback: prompts.Feedback | None, tries_on_model: int) -> Attempt:
         spec = self.inventory.model(model)
         emit = lambda kind, **data: self._emit(kind, task, run_id, iteration, model, **data)  # noqa: E731
         request = self.attempts.request_for(task, spec.name, spec.mode, feedback, tries_on_model)

@@ -42,7 +42,8 @@ def embedded_specs(inventory: Inventory, names: list[str] | None = None) -> list
     if names:
         unknown = sorted(set(names) - {m.name for m in specs})
         if unknown:
-            raise UsageError(f"not embedded models: {', '.join(unknown)} (embedded: {', '.join(m.name for m in specs)})")
+            embedded = ", ".join(m.name for m in specs)
+            raise UsageError(f"not embedded models: {', '.join(unknown)} (embedded: {embedded})")
         specs = [m for m in specs if m.name in names]
     return specs
 
@@ -145,9 +146,11 @@ class EmbeddedFleet:
         pending = list(names)
         while pending:
             if self._proc.poll() is not None:
-                raise BackendUnreachable(f"embedded server exited with code {self._proc.returncode}; see {self.log_path}")
+                code = self._proc.returncode
+                raise BackendUnreachable(f"embedded server exited with code {code}; see {self.log_path}")
             if time.monotonic() > deadline:
                 self.close()
-                raise BackendTimeout(f"embedded models {', '.join(pending)} not ready after {self.ready_timeout_s:.0f} s; see {self.log_path}")
+                raise BackendTimeout(f"embedded models {', '.join(pending)} not ready after "
+                                     f"{self.ready_timeout_s:.0f} s; see {self.log_path}")
             pending = [n for n in pending if not is_healthy(self.urls[n])]
             time.sleep(0.2)
