@@ -29,9 +29,9 @@ def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
 
 def test_blank_database_gets_full_schema(tmp_path: Path) -> None:
     with LearningStore.open(tmp_path / "learning.db") as store:
-        assert store.schema_version() == LATEST_VERSION == 2
+        assert store.schema_version() == LATEST_VERSION == 3
     conn = sqlite3.connect(tmp_path / "learning.db")
-    assert _names(conn, "table") == {"runs", "run_events"}
+    assert _names(conn, "table") == {"runs", "run_events", "domain_agg", "domain_model_agg"}
     assert _names(conn, "index") == {"idx_runs_domain_ts", "idx_runs_domain_model_ts", "idx_run_events_run"}
     assert _names(conn, "trigger") == {"run_events_no_update", "run_events_no_delete"}
     assert _columns(conn, "runs") == SPEC_FIELDS | {"sandbox"}
@@ -74,7 +74,7 @@ def test_upgrade_from_first_schema_keeps_rows(tmp_path: Path) -> None:
     conn.close()
 
     with LearningStore.open(path) as store:
-        assert store.schema_version() == 2
+        assert store.schema_version() == LATEST_VERSION
         old = store.get_run("old1")
         assert old is not None
         assert (old.task, old.outcome, old.score_final, old.iter, old.sandbox) == ("fft", "success", 82.5, 3, None)

@@ -6,15 +6,30 @@ later turns into ``interrupted``.  ``run_events`` is an append-only log of what
 happened during runs; the store itself appends ``started``, ``finished`` and
 ``interrupted`` events.  Timestamps are stored as fixed-width ISO-8601 UTC text, so
 string order is time order.
+
+Aggregates: ``domain_agg`` and ``domain_model_agg`` (migration 3) are folded forward in the
+same transaction as every write that finishes a run (``finish_run``, ``mark_interrupted``,
+``import_runs``), so the meta-supervisor reads a few small rows instead of scanning
+``runs``.  Runs are never deleted or finished twice, so the aggregates only ever grow.
+The full-scan reads (``domain_stats``, ``model_evidence_scan``) compute the same numbers
+from ``runs`` and stay as the reference.
+
+Time decay (DESIGN decision 2) with weight w = exp(-age / tau), tau = 30 days, is kept
+exactly: a run starting at t adds exp((t - T0) / tau) to a sum, with T0 a fixed epoch
+(:data:`DECAY_EPOCH`), and a read at ``now`` multiplies the sum by exp(-(now - T0) / tau).
+Float range: exp overflows above ~709.8, so :func:`decay_mass` refuses start times more
+than :data:`MAX_DECAY_EXPONENT` (600) tau after T0, i.e. after about 2074, leaving room
+for sums of up to ~1e47 runs; runs long before T0 underflow to weight 0, as they should.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,6 +49,13 @@ OUTCOMES: tuple[str, ...] = ("running", "success", "failed", "exhausted", "abort
 FINAL_OUTCOMES: tuple[str, ...] = OUTCOMES[1:]
 ERROR_OUTCOMES: tuple[str, ...] = ("failed", "exhausted", "error")
 """Outcomes that count as an error for ``DomainStats.last_error_ts`` (the recency boost)."""
+MODEL_EVIDENCE_OUTCOMES: tuple[str, ...] = ("success", "failed", "exhausted")
+"""Outcomes that say something about the models tried: aborted (environment), error (a
+crash of kisystem or its backend) and interrupted runs are no model's doing."""
+
+DECAY_TAU_S = 30 * 86400.0
+DECAY_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
+MAX_DECAY_EXPONENT = 600.0
 
 Clock = Callable[[], datetime]
 
@@ -134,6 +156,41 @@ class ModelStats:
 
 
 @dataclass(frozen=True)
+class ModelEvidence:
+    """What the finished runs of one domain say about one model, decayed to a read time.
+
+    A run counts for every model it tried (``models_tried``, plus the model it ended on);
+    it is a success only for the model it ended on, and only outcomes in
+    :data:`MODEL_EVIDENCE_OUTCOMES` count.  ``weighted_*`` are sums of w = exp(-age/30 d).
+    """
+
+    domain: str
+    model: str
+    runs: int
+    successes: int
+    weighted_successes: float
+    weighted_runs: float
+
+    @property
+    def weighted_success_rate(self) -> float:
+        """DESIGN decision 2: sum of w_i * success_i over the raw count n."""
+        return self.weighted_successes / self.runs if self.runs else 0.0
+
+
+@dataclass(frozen=True)
+class RunTrail:
+    """One finished run reduced to what a replay of the meta-supervisor needs."""
+
+    domain: str
+    model: str
+    outcome: Outcome
+    ts: datetime
+    ended_ts: datetime
+    wall_s: float | None
+    models_tried: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ModelOutcome:
     """One finished run reduced to what the model-bias weighting needs."""
 
@@ -162,6 +219,51 @@ SUM(outcome = 'success') AS successes,
 AVG(wall_s) AS avg_time_s
 """
 
+_INSERT_RUN = f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 20)})"
+
+# Parameters: read time, tau in seconds, the evidence outcomes, then the domain filter's.
+_MODEL_EVIDENCE_SCAN = """
+WITH finished AS (
+    SELECT run_id, domain, model, outcome = 'success' AS solved, models_tried,
+        exp((julianday(ts) - julianday(?)) * 86400.0 / ?) AS w
+    FROM runs WHERE outcome IN ({outcomes}) {where}
+), tried AS (
+    SELECT f.run_id, j.value AS m FROM finished f, json_each(f.models_tried) j
+    UNION
+    SELECT run_id, model FROM finished
+)
+SELECT f.domain, t.m, COUNT(*), SUM(f.solved AND f.model = t.m),
+    SUM((f.solved AND f.model = t.m) * f.w), SUM(f.w)
+FROM tried t JOIN finished f ON f.run_id = t.run_id
+GROUP BY f.domain, t.m ORDER BY f.domain, t.m
+"""
+
+_UPSERT_DOMAIN = """
+INSERT INTO domain_agg (domain, runs, successes, sum_wall_s, wall_n, last_error_ts, last_success_ts)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (domain) DO UPDATE SET
+    runs = runs + excluded.runs,
+    successes = successes + excluded.successes,
+    sum_wall_s = sum_wall_s + excluded.sum_wall_s,
+    wall_n = wall_n + excluded.wall_n,
+    last_error_ts = MAX(COALESCE(last_error_ts, excluded.last_error_ts),
+                        COALESCE(excluded.last_error_ts, last_error_ts)),
+    last_success_ts = MAX(COALESCE(last_success_ts, excluded.last_success_ts),
+                          COALESCE(excluded.last_success_ts, last_success_ts))
+"""
+
+_UPSERT_MODEL = """
+INSERT INTO domain_model_agg (domain, model, runs, successes, decayed_success_sum, decayed_run_sum)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (domain, model) DO UPDATE SET
+    runs = runs + excluded.runs,
+    successes = successes + excluded.successes,
+    decayed_success_sum = decayed_success_sum + excluded.decayed_success_sum,
+    decayed_run_sum = decayed_run_sum + excluded.decayed_run_sum
+"""
+
+_FOLD_COLUMNS = "domain, model, outcome, ts, wall_s, models_tried"
+
 
 class LearningStore:
     """All reads and writes of the learning database.
@@ -172,6 +274,7 @@ class LearningStore:
 
     def __init__(self, conn: sqlite3.Connection, path: Path, clock: Clock = utc_now) -> None:
         self._conn = conn
+        _ensure_exp(conn)
         self._lock = threading.RLock()
         self._clock = clock
         self.path = path
@@ -238,6 +341,7 @@ class LearningStore:
             payload = {"outcome": _value(result.outcome), "score_final": result.score_final}
             _insert_event(conn, run_id, "finished", payload, now)
             conn.execute(_FINISH, (*_finish_params(result, now, wall_s), run_id))
+            _fold_where(conn, "run_id = ?", (run_id,))
 
     def mark_interrupted(self, older_than_s: float) -> list[str]:
         """Turn ``running`` rows started more than ``older_than_s`` ago into ``interrupted``."""
@@ -255,7 +359,32 @@ class LearningStore:
                     (_iso(now), run_id),
                 )
                 _insert_event(conn, run_id, "interrupted", {"older_than_s": older_than_s}, now)
+                _fold_where(conn, "run_id = ?", (run_id,))
         return run_ids
+
+    def import_runs(self, records: Iterable[RunRecord]) -> int:
+        """Insert finished runs as they are (no events), aggregates included, in one transaction.
+
+        For bulk loads: benchmarks, replays, moving history between databases.
+        """
+        folder = _Fold()
+
+        def params() -> Iterator[tuple[Any, ...]]:
+            for r in records:
+                if _value(r.outcome) == "running":
+                    raise ValueError(f"import_runs takes finished runs only ({r.run_id} is running)")
+                folder.add(r.domain, r.model, _value(r.outcome), _iso(r.ts), r.wall_s, r.models_tried)
+                yield _record_params(r)
+
+        with self._writing("cannot import runs") as conn:
+            conn.executemany(_INSERT_RUN, params())
+            folder.write(conn)
+        return folder.count
+
+    def rebuild_aggregates(self) -> None:
+        """Recompute every aggregate from ``runs`` (a repair; normal writes keep them current)."""
+        with self._writing("cannot rebuild aggregates") as conn:
+            rebuild_aggregates(conn)
 
     # -- reads --------------------------------------------------------------------------
 
@@ -306,6 +435,46 @@ class LearningStore:
             " ORDER BY domain, model, ts"
         )
         return [ModelOutcome(r["domain"], r["model"], r["outcome"], _parse(r["ts"])) for r in self._rows(sql, params)]
+
+    def domain_aggregates(self) -> list[DomainStats]:
+        """:meth:`domain_stats` from the kept aggregates: a few rows, no scan of ``runs``."""
+        sql = (
+            "SELECT domain, runs, successes,"
+            " CASE WHEN wall_n > 0 THEN sum_wall_s / wall_n END AS avg_time_s,"
+            " last_error_ts, last_success_ts FROM domain_agg WHERE runs > 0 ORDER BY domain"
+        )
+        return [_domain_stats(row) for row in self._rows(sql)]
+
+    def model_evidence(self, domain: str | None = None, *, at: datetime | None = None) -> list[ModelEvidence]:
+        """Per-(domain, model) evidence decayed to ``at`` (default: now), from the aggregates."""
+        factor = _decay_factor(at or self._clock())
+        where, params = _domain_filter(domain, "WHERE")
+        sql = (
+            "SELECT domain, model, runs, successes, decayed_success_sum, decayed_run_sum"
+            f" FROM domain_model_agg {where} ORDER BY domain, model"
+        )
+        return [
+            ModelEvidence(r[0], r[1], r[2], r[3], r[4] * factor, r[5] * factor)
+            for r in self._rows(sql, params)
+        ]
+
+    def model_evidence_scan(self, domain: str | None = None, *, at: datetime | None = None) -> list[ModelEvidence]:
+        """:meth:`model_evidence` computed from every row of ``runs`` (the reference; slow at scale)."""
+        where, params = _domain_filter(domain, "AND")
+        sql = _MODEL_EVIDENCE_SCAN.format(outcomes=", ".join("?" * len(MODEL_EVIDENCE_OUTCOMES)), where=where)
+        rows = self._rows(sql, (_iso(at or self._clock()), DECAY_TAU_S, *MODEL_EVIDENCE_OUTCOMES, *params))
+        return [ModelEvidence(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    def run_trails(self) -> list[RunTrail]:
+        """Every finished run, oldest start first (a full scan, for replays and statistics)."""
+        sql = (
+            "SELECT domain, model, outcome, ts, COALESCE(ended_ts, ts), wall_s, models_tried"
+            " FROM runs WHERE outcome != 'running' ORDER BY ts, rowid"
+        )
+        return [
+            RunTrail(r[0], r[1], r[2], _parse(r[3]), _parse(r[4]), r[5], tuple(json.loads(r[6])))
+            for r in self._rows(sql)
+        ]
 
     def error_type_counts(self, domain: str | None = None) -> dict[str, int]:
         where, params = _domain_filter(domain, "AND")
@@ -384,3 +553,126 @@ def _parse(text: str) -> datetime:
 
 def _parse_opt(text: str | None) -> datetime | None:
     return _parse(text) if text is not None else None
+
+
+# -- aggregates ---------------------------------------------------------------------------
+
+
+def attempted_models(model: str, models_tried: Sequence[str]) -> tuple[str, ...]:
+    """The models a run tried, in order, each once; the model it ended on is always among them."""
+    return tuple(dict.fromkeys((*models_tried, model)))
+
+
+def decay_exponent(ts: datetime) -> float:
+    return (ts - DECAY_EPOCH).total_seconds() / DECAY_TAU_S
+
+
+def decay_mass(ts: datetime) -> float:
+    """exp((ts - T0) / tau): a run's contribution to the decayed sums."""
+    exponent = decay_exponent(ts)
+    if exponent > MAX_DECAY_EXPONENT:
+        raise StoreError(f"run start {ts.isoformat()} is past the decay epoch's range (about 2074)")
+    return math.exp(exponent)
+
+
+def _decay_factor(at: datetime) -> float:
+    try:
+        return math.exp(-decay_exponent(at))
+    except OverflowError as exc:
+        raise StoreError(f"read time {at.isoformat()} is far before the decay epoch") from exc
+
+
+def rebuild_aggregates(conn: sqlite3.Connection) -> None:
+    """Recompute the aggregate tables from ``runs`` inside the caller's transaction."""
+    conn.execute("DELETE FROM domain_agg")
+    conn.execute("DELETE FROM domain_model_agg")
+    _fold_where(conn, "outcome != 'running'", ())
+
+
+def _fold_where(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> None:
+    folder = _Fold()
+    for row in conn.execute(f"SELECT {_FOLD_COLUMNS} FROM runs WHERE {where}", params):
+        folder.add(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]))
+    folder.write(conn)
+
+
+@dataclass
+class _DomainSum:
+    runs: int = 0
+    successes: int = 0
+    sum_wall_s: float = 0.0
+    wall_n: int = 0
+    last_error_ts: str | None = None
+    last_success_ts: str | None = None
+
+
+@dataclass
+class _ModelSum:
+    runs: int = 0
+    successes: int = 0
+    decayed_successes: float = 0.0
+    decayed_runs: float = 0.0
+
+
+def _later(a: str | None, b: str) -> str:
+    return b if a is None or b > a else a
+
+
+class _Fold:
+    """The aggregate deltas of a batch of finished runs, written with one upsert per key."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.domains: dict[str, _DomainSum] = {}
+        self.models: dict[tuple[str, str], _ModelSum] = {}
+
+    def add(self, domain: str, model: str, outcome: str, ts: str, wall_s: float | None,
+            models_tried: Sequence[str]) -> None:  # fmt: skip
+        self.count += 1
+        d = self.domains.setdefault(domain, _DomainSum())
+        d.runs += 1
+        if outcome == "success":
+            d.successes += 1
+            d.last_success_ts = _later(d.last_success_ts, ts)
+        elif outcome in ERROR_OUTCOMES:
+            d.last_error_ts = _later(d.last_error_ts, ts)
+        if wall_s is not None:
+            d.sum_wall_s += wall_s
+            d.wall_n += 1
+        if outcome in MODEL_EVIDENCE_OUTCOMES:
+            self._add_evidence(domain, model, outcome == "success", decay_mass(_parse(ts)), models_tried)
+
+    def _add_evidence(self, domain: str, model: str, solved: bool, mass: float, models_tried: Sequence[str]) -> None:
+        for tried in attempted_models(model, models_tried):
+            m = self.models.setdefault((domain, tried), _ModelSum())
+            won = solved and tried == model
+            m.runs += 1
+            m.successes += won
+            m.decayed_successes += mass if won else 0.0
+            m.decayed_runs += mass
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        conn.executemany(_UPSERT_DOMAIN, [
+            (k, d.runs, d.successes, d.sum_wall_s, d.wall_n, d.last_error_ts, d.last_success_ts)
+            for k, d in self.domains.items()
+        ])  # fmt: skip
+        conn.executemany(_UPSERT_MODEL, [
+            (domain, model, m.runs, m.successes, m.decayed_successes, m.decayed_runs)
+            for (domain, model), m in self.models.items()
+        ])  # fmt: skip
+
+
+def _ensure_exp(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("SELECT exp(0)")
+    except sqlite3.OperationalError:  # SQLite built without its math functions
+        conn.create_function("exp", 1, math.exp, deterministic=True)
+
+
+def _record_params(r: RunRecord) -> tuple[Any, ...]:
+    return (
+        r.run_id, r.task, r.domain, r.model, r.iter, r.score_final, _value(r.outcome), _value(r.phase),
+        r.reason, r.t_build, r.t_test, r.t_profile, _iso(r.ts), _iso(r.ended_ts) if r.ended_ts else None,
+        r.tokens_prompt, r.tokens_completion, _value(r.error_type), json.dumps(list(r.models_tried)),
+        r.wall_s, _value(r.sandbox),
+    )  # fmt: skip

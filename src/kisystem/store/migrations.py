@@ -9,6 +9,7 @@ apply every step exactly once.  Never edit a released migration: append a new on
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kisystem.errors import StoreError
@@ -17,11 +18,14 @@ from kisystem.store.db import translate, write
 
 @dataclass(frozen=True)
 class Migration:
-    """One schema step: its version, a description, and its SQL statements."""
+    """One schema step: its version, a description, its SQL statements, and an optional
+    ``backfill`` run after them in the same transaction (for data SQL cannot compute portably).
+    """
 
     version: int
     description: str
     statements: tuple[str, ...]
+    backfill: Callable[[sqlite3.Connection], None] | None = None
 
 
 _RUNS = """
@@ -70,6 +74,39 @@ CREATE TRIGGER run_events_no_delete BEFORE DELETE ON run_events
 BEGIN SELECT RAISE(ABORT, 'run_events is append-only'); END
 """
 
+_DOMAIN_AGG = """
+CREATE TABLE domain_agg (
+    domain          TEXT PRIMARY KEY,
+    runs            INTEGER NOT NULL DEFAULT 0,
+    successes       INTEGER NOT NULL DEFAULT 0,
+    sum_wall_s      REAL NOT NULL DEFAULT 0,
+    wall_n          INTEGER NOT NULL DEFAULT 0,
+    last_error_ts   TEXT,
+    last_success_ts TEXT
+)
+"""
+
+_DOMAIN_MODEL_AGG = """
+CREATE TABLE domain_model_agg (
+    domain              TEXT NOT NULL,
+    model               TEXT NOT NULL,
+    runs                INTEGER NOT NULL DEFAULT 0,
+    successes           INTEGER NOT NULL DEFAULT 0,
+    decayed_success_sum REAL NOT NULL DEFAULT 0,
+    decayed_run_sum     REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (domain, model)
+) WITHOUT ROWID
+"""
+
+
+def _backfill_aggregates(conn: sqlite3.Connection) -> None:
+    # Imported here: learning imports this module.  The fold is the one finish_run uses,
+    # so backfilled and live aggregates cannot disagree.
+    from kisystem.store.learning import rebuild_aggregates
+
+    rebuild_aggregates(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -93,6 +130,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             ),
             "CREATE INDEX idx_runs_domain_model_ts ON runs(domain, model, ts)",
         ),
+    ),
+    Migration(
+        3,
+        "per-domain and per-(domain, model) aggregates kept on every write, backfilled",
+        (_DOMAIN_AGG, _DOMAIN_MODEL_AGG),
+        _backfill_aggregates,
     ),
 )
 
@@ -129,4 +172,6 @@ def _apply(conn: sqlite3.Connection, step: Migration) -> None:
             return
         for statement in step.statements:
             conn.execute(statement)
+        if step.backfill is not None:
+            step.backfill(conn)
         conn.execute(f"PRAGMA user_version = {int(step.version)}")
