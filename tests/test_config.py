@@ -38,6 +38,7 @@ SPEC_DEFAULTS = {
     "timeouts": {"build": 300, "test": 120, "profile": 900},
     "model_profile": "embedded",
     "inventory_file": None,
+    "routing_policy": "spec",
 }
 
 # Verbatim from the Phase 7 guide, section 7.

@@ -24,6 +24,7 @@ ENV_PREFIX = "KISYSTEM_"
 DEFAULT_FILENAME = "optimization_config.json"
 SUM_TOLERANCE = 1e-6
 MODEL_PROFILES = ("embedded", "ollama")
+ROUTING_POLICIES = ("spec", "thompson")
 
 _KIND_NAMES = {int: "int", float: "float", bool: "bool", str: "string"}
 _ARTICLES = {int: "an", float: "a", bool: "a", str: "a"}
@@ -167,6 +168,8 @@ class OptimizationConfig:
     # kisystem's own: which built-in model inventory to use, or a user TOML replacing it.
     model_profile: str = _key("embedded", Rule(str, choices=MODEL_PROFILES))
     inventory_file: str | None = _key(None, Rule(str, nullable=True))
+    # How a task's start model is chosen: the seeds' meta bias + hybrid floor, or discounted Thompson sampling.
+    routing_policy: str = _key("spec", Rule(str, choices=ROUTING_POLICIES))
 
     @classmethod
     def load(cls, path: str | Path) -> OptimizationConfig:

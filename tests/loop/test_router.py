@@ -71,3 +71,11 @@ def test_build_chain(start, available, expected):
 def test_empty_chain_is_refused():
     with pytest.raises(ValueError):
         StopLossRouter((), stoploss=2)
+
+
+def test_raise_to_only_moves_forward():
+    router = StopLossRouter(("a", "b", "c"), stoploss=2)
+    assert router.raise_to(0) is Decision.CONTINUE
+    assert router.raise_to(2) is Decision.ESCALATE
+    assert router.current == "c" and router.tried == ["a", "c"]
+    assert router.raise_to(1) is Decision.CONTINUE and router.current == "c"

@@ -134,3 +134,47 @@ async def test_a_crash_mid_run_still_leaves_a_record(tmp_path, store, task):
         await sup.run_task(task)
     (row,) = store.recent_runs(5)
     assert row.outcome == "error" and "boom" in row.reason
+
+
+class StartOn:
+    name = "fixed"
+
+    def __init__(self, model):
+        self.model = model
+
+    def start_model(self, task, chain):
+        return self.model
+
+
+class FloorAt:
+    def __init__(self, index):
+        self.index = index
+
+    def floor(self, task, chain, index, retry, error_type):
+        return max(index, self.index)
+
+
+async def test_a_policy_overrides_the_start_model_and_is_logged(tmp_path, store, task):
+    sup, model = make(tmp_path, store, {"medium": [GOOD]})
+    sup.policy = StartOn("medium")
+    sup.hot_domains = lambda: ["Python/General"]
+    result = await sup.run_task(task)
+    assert result.models_tried == ("medium",) and result.solved
+    events = {e.kind: e.payload for e in store.events(result.run_id)}
+    assert events["bias"]["model"] == "medium" and events["bias"]["replaces"] == "small"
+    assert events["priority"]["domain"] == "Python/General"
+
+
+async def test_an_explicit_model_beats_the_policy(tmp_path, store, task):
+    sup, _ = make(tmp_path, store, {"large": [GOOD]})
+    sup.policy = StartOn("medium")
+    result = await sup.run_task(task, start_model="large")
+    assert result.models_tried == ("large",)
+    assert "bias" not in {e.kind for e in store.events(result.run_id)}
+
+
+async def test_the_capability_floor_lifts_a_failing_task_before_its_stoploss(tmp_path, store, task):
+    sup, _ = make(tmp_path, store, {"small": [WRONG], "large": [GOOD]}, stoploss_per_model=5)
+    sup.floor = FloorAt(2)
+    result = await sup.run_task(task)
+    assert result.models_tried == ("small", "large") and result.iterations == 2

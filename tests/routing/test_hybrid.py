@@ -107,7 +107,7 @@ def test_bands() -> None:
 
 
 @pytest.mark.parametrize(("length", "expected"), [(1, [0, 0, 0, 0]), (2, [0, 0, 1, 1]), (3, [0, 0, 1, 2]),
-                                                  (4, [0, 1, 2, 3]), (7, [0, 1, 3, 5])])  # fmt: skip
+                                                  (4, [0, 0, 2, 3]), (7, [0, 0, 3, 6])])  # fmt: skip
 def test_floor_index_per_band(length: int, expected: list[int]) -> None:
     assert [floor_index(length, s) for s in (0.1, 0.5, 0.7, 0.9)] == expected
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
@@ -13,6 +14,10 @@ from kisystem.cli.context import AppContext, pass_app
 from kisystem.cli.tasks_cmd import parse_range
 from kisystem.loop.humaneval import PROBLEM_COUNT
 from kisystem.loop.supervisor import TaskResult
+from kisystem.loop.taskspec import TaskSpec
+
+if TYPE_CHECKING:
+    from kisystem.bench.routing import OutcomeTable
 
 
 @click.group("bench")
@@ -49,3 +54,78 @@ def table(results: list[ArmResult], title: str) -> Table:
         t.add_row(r.arm, f"{r.solved}/{r.attempted}", str(r.attempts), str(r.tokens), f"{r.wall_s:.0f} s",
                   f"{r.model_s:.0f} s", f"{r.solved_per_model_minute:.2f}")
     return t
+
+
+@bench_group.command("routing")
+@click.option("--range", "span", default="0:40", show_default=True, help="HumanEval problems A:B (half-open).")
+@click.option("--k", "k", type=click.IntRange(1, 10), default=None,
+              help="Recorded samples per model and task [default: stoploss_per_model].")
+@click.option("--shuffle-seed", type=int, default=0, show_default=True,
+              help="Seed of the stream order and of Thompson.")
+@click.option("--stream-length", type=click.IntRange(1), default=None,
+              help="Tasks in the replayed stream [default: 3 passes].")
+@pass_app
+def routing(app: AppContext, span: str, k: int | None, shuffle_seed: int, stream_length: int | None) -> None:
+    """Replay one HumanEval task stream under static, spec, Thompson and oracle routing.
+
+    Real outcomes of every model (k samples per task) are recorded once and cached under
+    HOME/bench; later runs replay from the cache without a model.
+    """
+    from kisystem.bench import routing as rb  # lazy: the policies pull in the meta-supervisor
+
+    start, stop = parse_range(span, PROBLEM_COUNT)
+    k = k or app.config.stoploss_per_model
+    tasks = humaneval_tasks(start, stop)
+    table = _outcomes(app, tasks, start, stop, k)
+    if k < app.config.stoploss_per_model:
+        app.err_console.print(f"[yellow]k={k} < stoploss_per_model={app.config.stoploss_per_model}: "
+                              f"each model gets only {k} tries in the replay[/yellow]")
+    stream = rb.task_stream(table.tasks, stream_length or 3 * len(table.tasks), shuffle_seed)
+    rows = rb.comparison(rb.replay(app.config, table, {t.id: t for t in tasks}, stream, shuffle_seed))
+    title = f"Routing replay: HumanEval {start}:{stop}, k={k}, {len(stream)} tasks, chain {' → '.join(table.chain)}"
+    app.console.print(routing_table(rows, title, table.chain))
+    for line in rb.verdict(rows):
+        app.console.print(line)
+    out = rb.cache_path(app.paths.home, start, stop, k).with_name(
+        f"routing-replay-{start}-{stop}-k{k}-n{len(stream)}-seed{shuffle_seed}.json")
+    meta = {"range": [start, stop], "k": k, "seed": shuffle_seed, "stream_length": len(stream),
+            "stoploss_per_model": app.config.stoploss_per_model, "chain": list(table.chain)}
+    app.console.print(f"results: {rb.save_replay(out, meta, rows)}")
+
+
+def _outcomes(app: AppContext, tasks: list[TaskSpec], start: int, stop: int, k: int) -> "OutcomeTable":
+    from kisystem.bench import routing as rb
+
+    cache = rb.cache_path(app.paths.home, start, stop, k)
+    if cache.exists():
+        app.err_console.print(f"reusing recorded outcomes from {cache}")
+        return rb.load_table(cache)
+    app.err_console.print(f"recording {k} samples per model for {len(tasks)} tasks into {cache}")
+
+    def progress(task: str, per_model) -> None:
+        parts = [f"{m} {sum(s.solved for s in ss)}/{len(ss)} ({sum(s.cost_s for s in ss):.1f} s)"
+                 for m, ss in per_model.items()]
+        app.err_console.print(f"{task}: " + ", ".join(parts))
+
+    warn = lambda msg: app.err_console.print(f"[yellow]warning:[/yellow] {msg}")  # noqa: E731
+    return asyncio.run(rb.record_table(app.config, app.inventory, app.paths, tasks, k, cache, progress, warn))
+
+
+def routing_table(rows: list[dict], title: str, chain: tuple[str, ...]) -> Table:
+    t = Table(title=title, caption=f"(×) ratio to the static route; regret: solved and seconds against the oracle;"
+              f" Q1-Q4: the stream's quarters; starts: {' / '.join(chain)}")
+    for col in ("policy", "solved", "seconds", "solved/min", "regret", "solve % Q1-Q4", "s/task Q1-Q4", "starts"):
+        t.add_column(col, no_wrap=True)
+    for r in rows:
+        t.add_row(r["policy"], f"{r['solved']}/{r['attempted']} ({_x(r['solved_vs_static'])})",
+                  f"{r['cost_s']:.0f} ({_x(r['cost_vs_static'])})",
+                  f"{r['solved_per_minute']:.2f} ({_x(r['solved_per_minute_vs_static'])})",
+                  f"{r['regret_solved']}, {r['regret_s']:+.0f}",
+                  " ".join(f"{100 * q:.0f}" for q in r["quarter_solve_rate"]),
+                  " ".join(f"{q:.1f}" for q in r["quarter_cost_s"]),
+                  " / ".join(str(r["starts"].get(m, 0)) for m in chain))
+    return t
+
+
+def _x(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}×"

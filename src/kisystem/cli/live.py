@@ -36,6 +36,11 @@ class LiveView:
             self.console.print(f"{where} · score {event.data['score']:.0f}{note}")
         elif event.kind == "escalate":
             self.console.print(f"[yellow]{event.task}: escalating {event.data['previous']} -> {event.model}[/yellow]")
+        elif event.kind == "bias":
+            self.console.print(f"{event.task}: {event.data['policy']} routing starts on {event.model} "
+                               f"instead of {event.data['replaces']}")
+        elif event.kind == "priority":
+            self.console.print(f"{event.task}: {event.data['domain']} is among the top-3 priority domains")
         elif event.kind == "skip":
             self.console.print(f"[yellow]{event.task}: skipping {event.model}: {event.data['reason']}[/yellow]")
         elif event.kind == "exit":

@@ -75,6 +75,13 @@ class StopLossRouter:
             return self.escalate()
         return Decision.CONTINUE
 
+    def raise_to(self, index: int) -> Decision:
+        """Jump forward to ``index`` (a capability floor); never backwards."""
+        if index <= self.index:
+            return Decision.CONTINUE
+        self.index = min(index, len(self.chain) - 1) - 1
+        return self.escalate()
+
     def escalate(self) -> Decision:
         """Move to the next model, or report that the chain is exhausted."""
         if self.index + 1 >= len(self.chain):

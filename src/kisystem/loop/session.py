@@ -16,6 +16,9 @@ from kisystem.models.client import ModelClient
 from kisystem.models.inventory import Inventory
 from kisystem.models.server import EmbeddedFleet
 from kisystem.paths import Paths
+from kisystem.routing.hybrid import HybridDecision, HybridFloor
+from kisystem.routing.meta import MetaSupervisor
+from kisystem.routing.policy import make_policy
 from kisystem.store.learning import LearningStore
 
 log = logging.getLogger(__name__)
@@ -60,7 +63,12 @@ async def loop_session(config: OptimizationConfig, inventory: Inventory, paths: 
         available = await available_models(inventory, warn)
         if not available:
             raise BackendUnreachable(f"no model of {inventory.source} is reachable; is the backend running?")
+        meta = MetaSupervisor(store, config)
+        routing = dict(policy=make_policy(config, store, inventory),
+                       floor=HybridFloor(HybridDecision(meta, config.hybrid_decision_weights)),
+                       hot_domains=lambda: [domain for domain, _ in meta.next_priorities(3)])
         async with ModelClient(inventory) as client:
             attempts = AttemptRunner(PhaseRunner(config), paths.workspaces_dir)
-            yield Supervisor(config, inventory, client, store, attempts, on_event=on_event, available=available)
+            yield Supervisor(config, inventory, client, store, attempts, on_event=on_event, available=available,
+                             **routing)
 

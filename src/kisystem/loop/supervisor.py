@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 from kisystem.config import OptimizationConfig
 from kisystem.errors import BackendError, BackendUnreachable, KisystemError, ModelNotFound
@@ -20,10 +20,17 @@ from kisystem.loop import prompts
 from kisystem.loop.attempt import Attempt, AttemptRunner
 from kisystem.loop.router import Decision, StopLossRouter, build_chain
 from kisystem.loop.taskspec import TaskSpec
+from kisystem.routing.policy import RoutingPolicy, choose_start
 from kisystem.models.base import Generation, GenerationRequest, OnText
 from kisystem.models.inventory import Inventory
 from kisystem.store.learning import LearningStore, RunResult
 
+
+
+class CapabilityFloor(Protocol):
+    """Where along the chain a task must be, given how it has failed (the hybrid decision)."""
+
+    def floor(self, task: TaskSpec, chain: Sequence[str], index: int, retry: int, error_type: str) -> int: ...
 
 
 class Generator(Protocol):
@@ -92,8 +99,12 @@ class Supervisor:
     def __init__(self, config: OptimizationConfig, inventory: Inventory, generator: Generator,
                  store: LearningStore, attempts: AttemptRunner,
                  on_event: Callable[[LoopEvent], None] | None = None,
-                 available: set[str] | None = None) -> None:
+                 available: set[str] | None = None, policy: RoutingPolicy | None = None,
+                 floor: CapabilityFloor | None = None, hot_domains: Callable[[], list[str]] | None = None) -> None:
         self.config = config
+        self.policy = policy
+        self.floor = floor
+        self.hot_domains = hot_domains
         self.inventory = inventory
         self.store = store
         self.attempts = attempts
@@ -102,13 +113,16 @@ class Supervisor:
         self.available = available
 
     async def run_task(self, task: TaskSpec, start_model: str | None = None) -> TaskResult:
-        chain = build_chain(self.inventory.route(task.domain).chain, self.available, start_model)
-        if not chain:
+        route = build_chain(self.inventory.route(task.domain).chain, self.available)
+        if not route:
             raise KisystemError(f"task {task.id}: no model of route {task.domain!r} is available")
+        advised = None if start_model else choose_start(self.policy, task, route)
+        chain = build_chain(route, None, start_model or advised)
         router = StopLossRouter(chain, self.config.stoploss_per_model)
         run_id = self.store.start_run(task.id, task.domain, router.current, sandbox=str(self.attempts.level))
         started, tally = time.monotonic(), _Tally()
         self._emit("start", task, run_id, 0, router.current, chain=list(chain))
+        self._log_routing(task, run_id, route, advised)
         outcome, reason, iterations = "error", "crashed", 0
         try:
             outcome, reason, iterations = await self._iterate(task, run_id, router, tally)
@@ -143,6 +157,8 @@ class Supervisor:
                     feedback, tries_on_model = attempt.feedback(target), tries_on_model + 1
                     continue
                 decision = router.record_failure(attempt.failure)
+                if decision is Decision.CONTINUE:
+                    decision = self._raise_floor(task, router, attempt.failure.error_type)
             if decision is Decision.ABORT:
                 return "aborted", attempt.failure.hint if attempt else "aborted", iteration
             if decision is Decision.EXHAUSTED:
@@ -167,6 +183,19 @@ class Supervisor:
         except BackendError as err:
             return Attempt.generation_failed(model, err)
         return await self.attempts.run(task, run_id, iteration, model, spec.mode, request, generation, emit)
+
+    def _log_routing(self, task: TaskSpec, run_id: str, route: tuple[str, ...], advised: str | None) -> None:
+        if advised and advised != route[0]:
+            self._emit("bias", task, run_id, 0, advised, replaces=route[0], policy=self.policy.name)
+        if self.hot_domains and task.domain in self.hot_domains():
+            self._emit("priority", task, run_id, 0, route[0], domain=task.domain, top=3)
+
+    def _raise_floor(self, task: TaskSpec, router: StopLossRouter, error_type: str) -> Decision:
+        """The hybrid decision may lift a struggling task up the chain before its stop-loss."""
+        if self.floor is None:
+            return Decision.CONTINUE
+        index = self.floor.floor(task, router.chain, router.index, router.fails, error_type)
+        return router.raise_to(index)
 
     def _finish(self, task: TaskSpec, run_id: str, router: StopLossRouter, tally: _Tally,
                 outcome: str, reason: str, iterations: int, started: float) -> TaskResult:

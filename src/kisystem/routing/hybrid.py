@@ -7,9 +7,13 @@ recommended model's confidence (its weighted success rate), 0.5 without a
 recommendation; the failure-state score is 0.5 + min(0.3, 0.1 * retries) plus 0 / 0.1
 / 0.2 / 0.15 for a COMPILATION / RUNTIME / PERFORMANCE / LOGIC error and 0.1 for any
 other error; with no error yet it adds nothing.  The score falls in one of four bands
-(< 0.4, < 0.6, < 0.8, >= 0.8), and band k of 4 names the position
-floor(k * len(chain) / 4) of the task's chain: DESIGN decision 3 lets that floor raise
-the model along the chain, never lower it (:func:`apply_floor`).
+(< 0.4, < 0.6, < 0.8, >= 0.8) naming a capability floor on the task's chain: "simple"
+and "medium" set no floor (a domain's route already starts at the model the seeds chose
+for ordinary tasks, and a task with no history scores a neutral 0.5), "complex" the
+middle of the chain (position ceil((len - 1) / 2)) and "very complex" its last model.
+DESIGN decision 3 lets that floor raise the model along the chain, never lower it
+(:func:`apply_floor`).  On the guide's ladder (mistral, coder-v2, qwen-coder, r1) this
+gives its picks for the complex and very complex bands.
 """
 
 from __future__ import annotations
@@ -69,10 +73,11 @@ def band(score: float) -> int:
 
 
 def floor_index(chain_length: int, score: float) -> int:
-    """The chain position band k of 4 names: floor(k * length / 4), within the chain."""
+    """The chain position the score's band names (see the module docstring)."""
     if chain_length <= 0:
         raise ValueError("an empty chain has no floor")
-    return min(chain_length - 1, math.floor(band(score) * chain_length / len(BAND_NAMES)))
+    last = chain_length - 1
+    return {0: 0, 1: 0, 2: math.ceil(last / 2), 3: last}[band(score)]
 
 
 def floor_model(chain: Sequence[str], score: float) -> str:
@@ -109,3 +114,13 @@ class HybridDecision:
         """:meth:`evaluate` on the task's prompt and starter files."""
         text = task_text(task.prompt, tuple(task.starter.values()))
         return self.evaluate(task.domain, task.language, text, retry, error_type)
+
+
+class HybridFloor:
+    """The supervisor's capability floor: where a task must be after ``retry`` failures."""
+
+    def __init__(self, decision: HybridDecision) -> None:
+        self.decision = decision
+
+    def floor(self, task: TaskSpec, chain: Sequence[str], index: int, retry: int, error_type: str) -> int:
+        return apply_floor(index, chain, self.decision.evaluate_task(task, retry, error_type).score)
