@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from kisystem.errors import BackendError, BackendTimeout
 from kisystem.loop import prompts
 from kisystem.loop.categorizer import ErrorInfo, Phase
 from kisystem.loop.extract import ExtractError, complete_from_prefix, extract_files
 from kisystem.loop.phases import PhaseRun, PhaseRunner
+from kisystem.loop.profiling import TwoTierProfiler
 from kisystem.loop.scoring import PerformanceParser, ScoreInput
 from kisystem.loop.taskspec import TaskSpec
 from kisystem.loop.workspace import UnsafePathError, Workspace
@@ -78,10 +79,12 @@ class Attempt:
 class AttemptRunner:
     """Turns a model's answer into a scored attempt in a fresh workspace."""
 
-    def __init__(self, phases: PhaseRunner, workspaces_root: Path, parser: PerformanceParser | None = None) -> None:
+    def __init__(self, phases: PhaseRunner, workspaces_root: Path, parser: PerformanceParser | None = None,
+                 profiler: TwoTierProfiler | None = None) -> None:
         self.phases = phases
         self.root = workspaces_root
         self.parser = parser or PerformanceParser()
+        self.profiler = profiler or TwoTierProfiler(phases, parser=self.parser)
 
     @property
     def level(self):
@@ -114,7 +117,7 @@ class AttemptRunner:
             attempt.failure = replace(NO_CODE, excerpt=str(err), signature="generate:unsafe-path")
             emit("score", score=0.0, error="unsafe file name in the answer")
             return attempt
-        return await self._phases(task, workspace, attempt, emit)
+        return await self._phases(task, workspace, attempt, emit, run_id, iteration)
 
     def _files(self, task: TaskSpec, mode: Mode, request: GenerationRequest, text: str) -> dict[str, str]:
         if mode == "completion":
@@ -126,7 +129,8 @@ class AttemptRunner:
             return {}
         return {name: body for name, body in files.items() if name not in task.fixed}
 
-    async def _phases(self, task: TaskSpec, workspace: Workspace, attempt: Attempt, emit: Emit) -> Attempt:
+    async def _phases(self, task: TaskSpec, workspace: Workspace, attempt: Attempt, emit: Emit,
+                      run_id: str, iteration: int) -> Attempt:
         if task.build:
             build = await self._phase(Phase.BUILD, task, workspace, emit)
             attempt.t_build = build.duration_s
@@ -134,20 +138,26 @@ class AttemptRunner:
                 return self._failed(attempt, build, emit)
         test = await self._phase(Phase.TEST, task, workspace, emit)
         attempt.t_test = test.duration_s
-        measured = None
+        metrics: Mapping[str, float] = {}
         if test.ok and task.profile:
-            profile = await self._phase(Phase.PROFILE, task, workspace, emit)
-            attempt.t_profile = profile.duration_s
-            measured = profile.result.duration_s if profile.ok else None
-            attempt.profile_note = f"Measured run time: {measured:.3f} s." if measured else ""
+            metrics = await self._profile(task, workspace, attempt, emit, run_id, iteration)
         reference = task.profile.reference_time_s if task.profile else None
-        attempt.score = self.parser.score(ScoreInput.from_output(
+        attempt.score = self.parser.score(ScoreInput.from_metrics(
             build_ok=True, test_ok=test.ok, test_output=test.result.output,
-            measured_time_s=measured, reference_time_s=reference))
+            metrics=metrics, reference_time_s=reference))
         if not test.ok:
             attempt.failure = Failure.from_info(test.error)
         emit("score", score=attempt.score, error=attempt.failure.error_type if attempt.failure else None)
         return attempt
+
+    async def _profile(self, task: TaskSpec, workspace: Workspace, attempt: Attempt, emit: Emit,
+                       run_id: str, iteration: int) -> Mapping[str, float]:
+        """Two-tier profile; its key figures go to the optimize prompt, tier and metrics to the DB."""
+        result = await self.profiler.profile(task, workspace, run_id, iteration)
+        attempt.t_profile = result.seconds
+        attempt.profile_note = result.note()
+        emit("profile", **result.payload())
+        return result.metrics if result.ok else {}
 
     async def _phase(self, phase: Phase, task: TaskSpec, workspace: Workspace, emit: Emit) -> PhaseRun:
         spec = {Phase.BUILD: task.build, Phase.TEST: task.test, Phase.PROFILE: task.profile}[phase]

@@ -19,6 +19,17 @@ last 20 points then reward speed.  Matching or beating the reference gives the f
 A profile run that failed or measured nothing earns no speed points.  Speed counts only
 when every test passes.
 
+Measured against a reference in the same run
+--------------------------------------------
+
+A profile reports named metrics (:mod:`kisystem.loop.profiling`): the candidate's
+``best_wall_s`` (fastest timed round: load only ever adds time), ``wall_s`` (median),
+``kernel_time_s`` or ``instructions`` and, where the task's reference implementation ran
+in the same process, the same figure as ``reference_best_wall_s`` and so on.
+:meth:`ScoreInput.from_metrics` takes the first of :data:`PRIMARY_METRICS` measured for
+both as measured and reference time, so load on the machine slows both alike.  Only
+without such a pair does the task's static ``reference_time_s`` stand in.
+
 Test counts come from the test output (:func:`parse_test_counts`): kisystem's own
 ``KISYSTEM_TESTS passed=P total=T`` line, a pytest summary, a unittest summary or a
 GoogleTest summary.  Without counts the exit status decides: exit 0 means all passed,
@@ -31,9 +42,13 @@ passed tests and in speed.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 PERF_POINTS = 20.0
+PRIMARY_METRICS = ("best_wall_s", "wall_s", "kernel_time_s", "instructions")  # first pair measured wins
+TIME_METRICS = ("best_wall_s", "wall_s")
+REFERENCE_PREFIX = "reference_"
 BASE_WITH_REFERENCE = 100.0 - PERF_POINTS
 BASE_WITHOUT_REFERENCE = 100.0
 
@@ -74,12 +89,38 @@ class ScoreInput:
         return cls(build_ok, test_ok, counts and counts.passed, counts and counts.total,
                    measured_time_s, reference_time_s)
 
+    @classmethod
+    def from_metrics(cls, *, build_ok: bool, test_ok: bool, test_output: str, metrics: Mapping[str, float],
+                     reference_time_s: float | None = None) -> ScoreInput:
+        """Like :meth:`from_output`, with speed from a profile's metrics (see the module docstring);
+        ``reference_time_s`` is the fallback for a reference that did not run alongside."""
+        pair = speed_pair(metrics)
+        measured = next((metrics[k] for k in TIME_METRICS if metrics.get(k)), None)
+        measured, reference = pair[1:] if pair else (measured, reference_time_s)
+        return cls.from_output(build_ok=build_ok, test_ok=test_ok, test_output=test_output,
+                               measured_time_s=measured, reference_time_s=reference)
+
+
+def speed_pair(metrics: Mapping[str, float]) -> tuple[str, float, float] | None:
+    """(name, candidate, reference) of the first primary metric measured for both, if any."""
+    for name in PRIMARY_METRICS:
+        candidate, reference = metrics.get(name), metrics.get(REFERENCE_PREFIX + name)
+        if candidate and reference and candidate > 0 and reference > 0:
+            return name, candidate, reference
+    return None
+
 
 class PerformanceParser:
     """Maps phase results to 0..100 by the rule in this module's docstring."""
 
     def parse(self, output: str) -> TestCounts | None:
         return parse_test_counts(output)
+
+    def parse_metrics(self, tool: str, output: str) -> dict[str, float]:
+        """Named metrics from a full profiler's output (callgrind, perf, cprofile, nsys, ncu)."""
+        from kisystem.loop.profiling import parse_tool_output  # profiling imports this module
+
+        return dict(parse_tool_output(tool, output).metrics)
 
     def score(self, result: ScoreInput) -> float:
         if not result.build_ok:

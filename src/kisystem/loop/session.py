@@ -11,6 +11,7 @@ from kisystem.config import OptimizationConfig
 from kisystem.errors import BackendUnreachable
 from kisystem.loop.attempt import AttemptRunner
 from kisystem.loop.phases import PhaseRunner
+from kisystem.loop.profiling import TwoTierProfiler
 from kisystem.loop.supervisor import LoopEvent, Supervisor
 from kisystem.models.client import ModelClient
 from kisystem.models.inventory import Inventory
@@ -68,7 +69,9 @@ async def loop_session(config: OptimizationConfig, inventory: Inventory, paths: 
                        floor=HybridFloor(HybridDecision(meta, config.hybrid_decision_weights)),
                        hot_domains=lambda: [domain for domain, _ in meta.next_priorities(3)])
         async with ModelClient(inventory) as client:
-            attempts = AttemptRunner(PhaseRunner(config), paths.workspaces_dir)
+            phases = PhaseRunner(config)
+            profiler = TwoTierProfiler.from_config(phases, config)
+            attempts = AttemptRunner(phases, paths.workspaces_dir, profiler=profiler)
             yield Supervisor(config, inventory, client, store, attempts, on_event=on_event, available=available,
                              **routing)
 

@@ -1,0 +1,1023 @@
+"""Two-tier profiling (DESIGN decision 5): a microbenchmark every iteration, a full profile when it matters.
+
+Tier 0 runs the task's profile command once with ``KISYSTEM_BENCH_WARMUP``/``_REPEATS``
+set.  A pack harness (``taskpack/common/kbench.h``) times candidate and reference in that
+one process and prints ``KISYSTEM_BENCH`` lines; any other program is run again a few
+times and its wall time taken.  The result: medians and fastest rounds of candidate and
+reference, and a noise estimate (the spread of the per-round candidate/reference ratios).
+
+Tier 1 adds the best full profiler found at run time: ncu, else nsys, for CUDA on a GPU
+machine; callgrind (instruction counts and cache misses, repeatable on a loaded machine)
+plus ``perf stat`` where the kernel really counts, for native code; cProfile for Python.
+
+A full profile runs at a run's first profiled iteration, when the score moved by more
+than ``score_change_threshold``, when more than ``max_tier0_streak`` iterations passed
+since the last one, and when tier 0 saw a regression: the candidate/reference ratio grew
+by more than its noise allows (15 % at least; 1.5x always counts).  A score change or
+regression is measured once more first (the rounds pooled), so a burst of load on the
+machine does not buy a full profile.  Every run goes
+through the PhaseRunner: sandboxed, one profile at a time, under the profile timeout.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import logging
+import math
+import os
+import re
+import shlex
+import shutil
+import stat
+import subprocess
+from collections import OrderedDict, defaultdict, deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from statistics import median
+from typing import Any, Callable
+
+from kisystem.config import OptimizationConfig, TwoTierProfiling
+from kisystem.loop.categorizer import ErrorInfo, Phase
+from kisystem.loop.phases import PhaseRun, PhaseRunner
+from kisystem.loop.scoring import PerformanceParser, ScoreInput
+from kisystem.loop.taskspec import PhaseSpec, TaskSpec
+from kisystem.loop.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+ENV_WARMUP, ENV_REPEATS, ENV_MIN_MS = "KISYSTEM_BENCH_WARMUP", "KISYSTEM_BENCH_REPEATS", "KISYSTEM_BENCH_MIN_MS"
+TIER0_WARMUP, TIER0_REPEATS, TIER0_MIN_MS = 1, 9, 100  # rounds spread over 0.1 s outlast a burst of load
+GENERIC_REPEATS, GENERIC_BUDGET_S = 3, 10.0  # re-runs of a program without bench lines
+PROFILE_DIR = ".kisystem-profile"
+CANDIDATE_ROOT, REFERENCE_ROOT = "kisystem_bench_candidate", "kisystem_bench_reference"
+REFERENCE_KERNEL_PREFIX = "ref_"
+REGRESSION_FLOOR, REGRESSION_CAP, NOISE_SIGMAS = 0.15, 0.50, 3.0
+MAX_FILE_BYTES = 64 * 1024 * 1024
+HOTSPOTS = 3
+
+_BENCH_RE = re.compile(r"^KISYSTEM_BENCH rep=\d+ candidate_s=(\S+)(?: reference_s=(\S+))?\s*$", re.MULTILINE)
+_SKIP_RE = re.compile(r"^KISYSTEM_SKIP (.+?)\s*$", re.MULTILINE)
+_SHELL_CHARS = set("|&;<>()$`\\\"'*?[]#~=%{}\n")
+_NCU_METRICS = ("gpu__time_duration.sum", "sm__warps_active.avg.pct_of_peak_sustained_active",
+                "dram__throughput.avg.pct_of_peak_sustained_elapsed")
+_PERF_EVENTS = "instructions,cycles,cache-references,cache-misses,branch-misses"
+_TIME_UNITS = {"ns": 1e-9, "nsecond": 1e-9, "us": 1e-6, "usecond": 1e-6, "ms": 1e-3, "msecond": 1e-3,
+               "s": 1.0, "second": 1.0}
+
+
+# --- tools ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tools:
+    """Which full profilers work on this machine."""
+
+    valgrind: bool = False
+    perf_counters: bool = False  # perf present AND the kernel counts hardware events
+    nsys: bool = False
+    ncu: bool = False
+    gpu: bool = False
+
+    def full_profilers(self, language: str) -> tuple[str, ...]:
+        """Tier-1 tools for a task's language, best first."""
+        if language == "cuda":
+            return tuple(t for t, ok in (("ncu", self.ncu), ("nsys", self.nsys)) if ok and self.gpu)
+        if language in ("c", "cpp"):
+            return tuple(t for t, ok in (("callgrind", self.valgrind), ("perf", self.perf_counters)) if ok)
+        return ("cprofile",) if language == "python" else ()
+
+
+@functools.cache
+def detect_tools() -> Tools:
+    """Probe once per process; perf's "<not supported>" counters count as no perf."""
+    return Tools(valgrind=_which("valgrind") is not None, perf_counters=_perf_counts(),
+                 nsys=_which("nsys") is not None, ncu=_which("ncu") is not None, gpu=_gpu_present())
+
+
+def _which(name: str) -> str | None:
+    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/cuda/bin"]))
+
+
+def _perf_counts() -> bool:
+    if _which("perf") is None:
+        return False
+    out = _probe(["perf", "stat", "-x,", "-e", "instructions", "true"])
+    return out is not None and bool(re.search(r"^\d+,[^,]*,instructions", out, re.MULTILINE))
+
+
+def _gpu_present() -> bool:
+    if not any(Path("/dev").glob("nvidia[0-9]*")):
+        return False
+    if _which("nvidia-smi") is None:
+        return True  # device nodes, and nothing to ask: let the program find out
+    out = _probe(["nvidia-smi", "-L"])
+    return out is not None and "GPU" in out
+
+
+def _probe(argv: list[str]) -> str | None:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout + done.stderr if done.returncode == 0 else None
+
+
+# --- tier 0: the microbenchmark -----------------------------------------------------------
+
+
+def _spread(values: list[float]) -> float:
+    """Relative spread: 1.4826 * MAD / median (a robust sigma), 0 for fewer than 2 values."""
+    if len(values) < 2:
+        return 0.0
+    mid = median(values)
+    return 1.4826 * median(abs(v - mid) for v in values) / mid if mid > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Microbench:
+    """Timed rounds of one program version: candidate seconds, and the reference's of the
+    same rounds (empty when no reference ran alongside).
+
+    Medians are what is reported.  Scores and regressions use the fastest round (for
+    candidate and reference alike): on a loaded machine interference only ever adds time,
+    so the minimum is the steadiest estimate.  ``noise`` is the relative spread of the
+    per-round candidate/reference ratios (of the candidate's times without a reference).
+    """
+
+    candidate: tuple[float, ...]
+    reference: tuple[float, ...] = ()
+
+    @classmethod
+    def from_samples(cls, candidate: Iterable[float], reference: Iterable[float] = ()) -> Microbench:
+        candidate, reference = tuple(candidate), tuple(reference)
+        paired = len(reference) == len(candidate) and all(r > 0 for r in reference)
+        return cls(candidate, reference if paired else ())
+
+    def merged(self, other: Microbench) -> Microbench:
+        return Microbench.from_samples(self.candidate + other.candidate, self.reference + other.reference)
+
+    @property
+    def runs(self) -> int:
+        return len(self.candidate)
+
+    @property
+    def candidate_s(self) -> float:
+        return median(self.candidate)
+
+    @property
+    def best_s(self) -> float:
+        return min(self.candidate)
+
+    @property
+    def reference_best_s(self) -> float | None:
+        return min(self.reference) if self.reference else None
+
+    @property
+    def noise(self) -> float:
+        if not self.reference:
+            return _spread(list(self.candidate))
+        return _spread([c / r for c, r in zip(self.candidate, self.reference)])
+
+    @property
+    def value(self) -> float:
+        """What regressions are judged on: relative to the reference when one ran alongside."""
+        return self.best_s / self.reference_best_s if self.reference_best_s else self.best_s
+
+    @property
+    def stderr(self) -> float:
+        """Relative standard error of a median of ``runs`` rounds with this spread."""
+        return 1.2533 * self.noise / math.sqrt(self.runs) if self.runs else 0.0
+
+    def metrics(self) -> dict[str, float]:
+        found = {"wall_s": self.candidate_s, "best_wall_s": self.best_s, "noise": self.noise,
+                 "runs": float(self.runs)}
+        if self.reference:
+            found.update(reference_wall_s=median(self.reference), reference_best_wall_s=min(self.reference))
+        return found
+
+
+def parse_bench_lines(output: str) -> tuple[list[float], list[float]]:
+    """Candidate and reference seconds from ``KISYSTEM_BENCH`` lines (reference may be empty)."""
+    candidate, reference = [], []
+    for cand, ref in _BENCH_RE.findall(output):
+        try:
+            candidate.append(float(cand))
+            if ref:
+                reference.append(float(ref))
+        except ValueError:
+            continue
+    return candidate, reference
+
+
+def regression_check(previous: Microbench | None, current: Microbench) -> tuple[bool, float | None]:
+    """(regressed, slowdown factor) of ``current`` against the previous measurement."""
+    comparable = previous is not None and bool(previous.reference) == bool(current.reference)
+    if previous is None or not comparable or previous.value <= 0:
+        return False, None
+    slowdown = current.value / previous.value
+    noise = NOISE_SIGMAS * math.hypot(previous.stderr, current.stderr)
+    return slowdown > 1.0 + min(REGRESSION_CAP, max(REGRESSION_FLOOR, noise)), slowdown
+
+
+# --- tool output parsers ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hotspot:
+    """A function, source line or kernel and its share of the candidate's cost (0..1)."""
+
+    name: str
+    share: float
+
+
+@dataclass(frozen=True)
+class ToolReport:
+    metrics: dict[str, float] = field(default_factory=dict)
+    hotspots: tuple[Hotspot, ...] = ()
+
+
+def _is_root(name: str, root: str) -> bool:
+    return name == root or name.startswith(root + "(")
+
+
+class _CallgrindParser:
+    """Self and inclusive costs per function, and self instructions per source line."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.positions = 1
+        self.names: dict[tuple[str, str], str] = {}
+        self.self_cost: dict[str, list[int]] = defaultdict(list)
+        self.calls: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+        self.lines: dict[tuple[str, str, int], int] = defaultdict(int)
+        self.summary: list[int] = []
+        self.fn, self.fl, self.file, self.callee = "???", "???", "???", ""
+        self.in_call, self.last = False, [0, 0]
+
+    def feed(self, text: str) -> _CallgrindParser:
+        for line in text.splitlines():
+            if line and line[0] in "0123456789+-*":
+                self._cost(line.split())
+            elif "=" in line and not line.startswith("#"):
+                self._spec(*line.split("=", 1))
+            elif line.startswith(("events:", "positions:", "summary:", "totals:")):
+                self._header(line)
+        return self
+
+    def _header(self, line: str) -> None:
+        key, _, rest = line.partition(":")
+        if key == "events":
+            self.events = rest.split()
+        elif key == "positions":
+            self.positions = max(1, len(rest.split()))
+        elif not self.summary:
+            self.summary = [int(v) for v in rest.split()]
+
+    def _spec(self, key: str, value: str) -> None:
+        if key == "fn":
+            self.fn, self.file = self._name("fn", value), self.fl  # fi=/fe= last until the next fn=
+        elif key == "cfn":
+            self.callee = self._name("fn", value)
+        elif key == "fl":
+            self.fl = self.file = self._name("fl", value)
+        elif key in ("fi", "fe"):
+            self.file = self._name("fl", value)
+        elif key in ("cfi", "cfl"):
+            self._name("fl", value)
+        elif key in ("ob", "cob"):
+            self._name("ob", value)
+        elif key == "calls":
+            self.in_call = True
+
+    def _name(self, kind: str, value: str) -> str:
+        found = re.match(r"\((\d+)\)\s*(.*)", value.strip())
+        if not found:
+            return value.strip()
+        key, name = (kind, found.group(1)), found.group(2)
+        if name:
+            self.names[key] = name
+        return self.names.get(key, name or "???")
+
+    def _cost(self, parts: list[str]) -> None:
+        for i in range(min(self.positions, len(parts))):
+            self.last[i] = _position(parts[i], self.last[i])
+        costs = [int(v) for v in parts[self.positions:] if v.isdigit()]
+        if self.in_call:
+            _add(self.calls[self.fn][self.callee], costs)
+            self.in_call = False
+            return
+        _add(self.self_cost[self.fn], costs)
+        if costs:
+            self.lines[(self.fn, self.file, self.last[self.positions - 1])] += costs[0]
+
+    def inclusive(self, fn: str) -> list[int]:
+        total = list(self.self_cost.get(fn, []))
+        for cost in self.calls.get(fn, {}).values():
+            _add(total, cost)
+        return total
+
+    def subtree(self, root: str) -> set[str]:
+        seen, todo = {root}, [root]
+        while todo:
+            for callee in self.calls.get(todo.pop(), {}):
+                if callee not in seen:
+                    seen.add(callee)
+                    todo.append(callee)
+        return seen
+
+    def total(self) -> list[int]:
+        if self.summary:
+            return self.summary
+        total: list[int] = []
+        for cost in self.self_cost.values():
+            _add(total, cost)
+        return total
+
+
+def _position(token: str, previous: int) -> int:
+    if token == "*":
+        return previous
+    if token[0] in "+-":
+        return previous + int(token, 0)
+    return int(token, 0)
+
+
+def _add(total: list[int], costs: list[int]) -> None:
+    total.extend([0] * (len(costs) - len(total)))
+    for i, value in enumerate(costs):
+        total[i] += value
+
+
+def _event_metrics(events: list[str], cost: list[int], prefix: str = "") -> dict[str, float]:
+    values = dict(zip(events, cost))
+    found = {f"{prefix}instructions": float(values.get("Ir", 0))}
+    if "D1mr" in events:
+        found[f"{prefix}l1_misses"] = float(values.get("D1mr", 0) + values.get("D1mw", 0))
+        found[f"{prefix}ll_misses"] = float(values.get("DLmr", 0) + values.get("DLmw", 0))
+    return found
+
+
+def parse_callgrind(text: str) -> ToolReport:
+    """Instructions (and cache misses with --cache-sim) of the candidate and reference
+    roots of a pack harness, or of the whole program; hot functions and source lines."""
+    cg = _CallgrindParser().feed(text)
+    functions = set(cg.self_cost) | set(cg.calls)
+    roots = {r: next((fn for fn in functions if _is_root(fn, r)), None) for r in (CANDIDATE_ROOT, REFERENCE_ROOT)}
+    candidate = roots[CANDIDATE_ROOT]
+    if candidate is None:
+        whole = cg.total()
+        return ToolReport(_event_metrics(cg.events, whole), _callgrind_hotspots(cg, functions, whole))
+    metrics = _event_metrics(cg.events, cg.inclusive(candidate))
+    if roots[REFERENCE_ROOT]:
+        metrics.update(_event_metrics(cg.events, cg.inclusive(roots[REFERENCE_ROOT]), "reference_"))
+    fns = cg.subtree(candidate) - {candidate}
+    return ToolReport(metrics, _callgrind_hotspots(cg, fns, cg.inclusive(candidate)))
+
+
+def _callgrind_hotspots(cg: _CallgrindParser, fns: set[str], whole: list[int]) -> tuple[Hotspot, ...]:
+    total = whole[0] if whole and whole[0] else 0
+    if not total:
+        return ()
+    by_fn = sorted(((cg.self_cost[f][0], f) for f in fns if cg.self_cost.get(f)), reverse=True)[:HOTSPOTS]
+    by_line = sorted(((ir, f"{Path(file).name}:{line} in {fn}") for (fn, file, line), ir in cg.lines.items()
+                      if fn in fns and file != "???" and line > 0), reverse=True)[:HOTSPOTS]
+    spots = [Hotspot(name, ir / total) for ir, name in by_line] or [Hotspot(fn, ir / total) for ir, fn in by_fn]
+    return tuple(s for s in spots if s.share >= 0.01)
+
+
+def parse_perf_stat(text: str) -> ToolReport:
+    """``perf stat -x,`` lines; counters the kernel did not count are left out."""
+    metrics: dict[str, float] = {}
+    for row in csv.reader(io.StringIO(text)):
+        if len(row) < 3 or not row[2]:
+            continue
+        event = row[2].split(":")[0].replace("-", "_")
+        try:
+            value = float(row[0])
+        except ValueError:
+            continue  # <not supported>, <not counted>
+        if event == "task_clock":
+            metrics["perf_task_clock_s"] = value * (1e-3 if row[1] == "msec" else 1.0)
+        else:
+            metrics[f"perf_{event}"] = value
+    return ToolReport(metrics)
+
+
+def parse_cprofile(text: str) -> ToolReport:
+    """``python -m cProfile -s tottime`` output: totals, bench roots, hot functions."""
+    metrics: dict[str, float] = {}
+    summary = re.search(r"(\d+) function calls(?: \(\d+ primitive calls\))? in ([\d.]+) seconds", text)
+    if summary:
+        metrics.update(function_calls=float(summary.group(1)), profile_s=float(summary.group(2)))
+    rows = _cprofile_rows(text)
+    for name, (_, cumtime) in rows.items():
+        for root, key in ((CANDIDATE_ROOT, "profiled_s"), (REFERENCE_ROOT, "reference_profiled_s")):
+            if name.endswith(f"({root})"):
+                metrics[key] = cumtime
+    whole = metrics.get("profiled_s") or metrics.get("profile_s") or 0.0
+    ranked = sorted(((tot, name) for name, (tot, _) in rows.items()), reverse=True)[:HOTSPOTS]
+    spots = tuple(Hotspot(name, tot / whole) for tot, name in ranked if whole and tot / whole >= 0.01)
+    return ToolReport(metrics, spots)
+
+
+def _cprofile_rows(text: str) -> dict[str, tuple[float, float]]:
+    rows: dict[str, tuple[float, float]] = {}
+    header = text.find("filename:lineno(function)")
+    for line in text[header:].splitlines()[1:] if header >= 0 else []:
+        parts = line.split(None, 5)
+        if len(parts) < 6:
+            if rows:
+                break
+            continue
+        try:
+            rows[parts[5]] = (float(parts[1]), float(parts[3]))
+        except ValueError:
+            break
+    return rows
+
+
+def parse_nsys(text: str) -> ToolReport:
+    """``nsys stats --format csv -r cuda_gpu_kern_sum``: GPU time per kernel."""
+    kernels: dict[str, float] = {}
+    launches = 0.0
+    for row in _csv_from(text, lambda line: "Total Time (ns)" in line and "Name" in line):
+        try:
+            kernels[row["Name"]] = kernels.get(row["Name"], 0.0) + _number(row["Total Time (ns)"]) * 1e-9
+            launches += _number(row.get("Instances", "0"))
+        except (KeyError, ValueError):
+            continue
+    metrics = _kernel_split(kernels)
+    if kernels:
+        metrics["kernel_launches"] = launches
+    return ToolReport(metrics, _kernel_hotspots(kernels))
+
+
+def parse_ncu(text: str) -> ToolReport:
+    """``ncu --csv``: kernel time, achieved occupancy and DRAM throughput per launch."""
+    launches: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+    for row in _csv_from(text, lambda line: line.startswith('"ID"')):
+        try:
+            launches[(row["ID"], row["Kernel Name"])][row["Metric Name"]] = _ncu_value(row)
+        except (KeyError, ValueError):
+            continue
+    kernels: dict[str, float] = defaultdict(float)
+    weighted: dict[str, list[float]] = {"occupancy_pct": [0.0, 0.0], "memory_throughput_pct": [0.0, 0.0]}
+    for (_, name), values in launches.items():
+        duration = values.get(_NCU_METRICS[0], 0.0)
+        kernels[name] += duration
+        if not _is_reference_kernel(name):
+            for key, metric in zip(weighted, _NCU_METRICS[1:]):
+                if metric in values:
+                    weighted[key][0] += values[metric] * duration
+                    weighted[key][1] += duration
+    metrics = _kernel_split(dict(kernels))
+    metrics.update({k: s / w for k, (s, w) in weighted.items() if w > 0})
+    return ToolReport(metrics, _kernel_hotspots(dict(kernels)))
+
+
+def _ncu_value(row: Mapping[str, str]) -> float:
+    value = _number(row["Metric Value"])
+    unit = (row.get("Metric Unit") or "").strip()
+    return value * _TIME_UNITS[unit] if unit in _TIME_UNITS else value
+
+
+def _csv_from(text: str, is_header: Callable[[str], bool]) -> list[dict[str, str]]:
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if is_header(line)), None)
+    if start is None:
+        return []
+    body = []
+    for line in lines[start:]:
+        if not line.strip():
+            break
+        body.append(line)
+    return list(csv.DictReader(io.StringIO("\n".join(body))))
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", "").strip())
+
+
+def _is_reference_kernel(name: str) -> bool:
+    return name.removeprefix("void ").startswith(REFERENCE_KERNEL_PREFIX)
+
+
+def _kernel_split(kernels: Mapping[str, float]) -> dict[str, float]:
+    if not kernels:
+        return {}
+    found = {"kernel_time_s": sum(t for n, t in kernels.items() if not _is_reference_kernel(n))}
+    reference = [t for n, t in kernels.items() if _is_reference_kernel(n)]
+    if reference:
+        found["reference_kernel_time_s"] = sum(reference)
+    return found
+
+
+def _kernel_hotspots(kernels: Mapping[str, float]) -> tuple[Hotspot, ...]:
+    mine = {n: t for n, t in kernels.items() if not _is_reference_kernel(n)}
+    total = sum(mine.values())
+    ranked = sorted(mine.items(), key=lambda kv: -kv[1])[:HOTSPOTS]
+    return tuple(Hotspot(name.split("(")[0], t / total) for name, t in ranked) if total > 0 else ()
+
+
+PARSERS: dict[str, Callable[[str], ToolReport]] = {
+    "callgrind": parse_callgrind, "perf": parse_perf_stat, "cprofile": parse_cprofile,
+    "nsys": parse_nsys, "ncu": parse_ncu,
+}
+
+
+def parse_tool_output(tool: str, text: str) -> ToolReport:
+    """Named metrics and hot spots from one full profiler's output."""
+    return PARSERS[tool](text)
+
+
+# --- tier 1 commands ----------------------------------------------------------------------
+
+
+def _env_prefix(warmup: int, repeats: int, min_ms: int = 0) -> str:
+    return f"export {ENV_WARMUP}={warmup} {ENV_REPEATS}={repeats} {ENV_MIN_MS}={min_ms}; "
+
+
+def _wrapped(command: str) -> str:
+    """The command as arguments for a profiler: itself when simple, else via /bin/sh -c."""
+    if _SHELL_CHARS & set(command):
+        return "/bin/sh -c " + shlex.quote(command)
+    return command
+
+
+def tier1_command(tool: str, command: str, out_dir: Path | str = PROFILE_DIR) -> str | None:
+    """The profile command under ``tool`` (one untimed round), or None if it cannot wrap it.
+    Report files go to ``out_dir`` (absolute, since the command may change directory)."""
+    run = _wrapped(command)
+    out = shlex.quote(str(out_dir))
+    children = "--trace-children=yes " if run.startswith("/bin/sh") else ""
+    commands = {
+        "callgrind": f"valgrind --tool=callgrind --cache-sim=yes {children}"
+                     f"--callgrind-out-file={out}/callgrind.%p.out {run}",
+        "perf": f"perf stat -x, -o {out}/perf.txt -e {_PERF_EVENTS} -- {run}",
+        "nsys": f"nsys profile --force-overwrite=true -o {out}/nsys {run} && nsys stats -q "
+                f"--force-export=true --format csv -r cuda_gpu_kern_sum {out}/nsys.nsys-rep",
+        "ncu": f"ncu --csv --target-processes all --log-file {out}/ncu.csv "
+               f"--metrics {','.join(_NCU_METRICS)} {run}",
+        "cprofile": _cprofile_command(command),
+    }
+    body = commands[tool]
+    return _env_prefix(0, 1) + body if body else None
+
+
+def _cprofile_command(command: str) -> str | None:
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        return None
+    if _SHELL_CHARS & set(command) or len(argv) < 2 or not Path(argv[0]).name.startswith("python"):
+        return None
+    if argv[1].startswith("-"):
+        return None
+    return shlex.join([argv[0], "-m", "cProfile", "-s", "tottime", *argv[1:]])
+
+
+def _tool_output(tool: str, workspace: Path, output: str) -> str:
+    files = {"callgrind": "callgrind.*.out", "perf": "perf.txt", "ncu": "ncu.csv"}
+    if tool not in files:
+        return output
+    texts = [_read_regular(p) for p in sorted((workspace / PROFILE_DIR).glob(files[tool]))]
+    texts = [t for t in texts if t]
+    # trace-children leaves one file per process: the harness is the one with the roots, or the biggest
+    texts.sort(key=lambda t: (CANDIDATE_ROOT in t, len(t)), reverse=True)
+    return texts[0] if texts else ""
+
+
+def _read_regular(path: Path) -> str:
+    """A file the sandboxed program may have tampered with: no symlinks, no huge files."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
+            return ""
+        return fh.read().decode(errors="replace")
+
+
+# --- results ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    """One iteration's profile: its tier, why, the named metrics and the time it took."""
+
+    tier: int
+    tool: str
+    reason: str
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    hotspots: tuple[Hotspot, ...] = ()
+    tier0_s: float = 0.0
+    tier1_s: float = 0.0
+    score: float | None = None
+    regression: bool = False
+    slowdown: float | None = None
+    skipped: str = ""
+    error: ErrorInfo | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def seconds(self) -> float:
+        return self.tier0_s + self.tier1_s
+
+    def note(self) -> str:
+        """Key figures for the optimize prompt."""
+        if self.error is not None:
+            return f"The profile run failed ({self.error.error_type}): no speed figures this time."
+        if self.skipped:
+            return f"Not profiled: {self.skipped}."
+        lines = [_timing_line(self)]
+        if self.regression and self.slowdown:
+            lines.append(f"Regression: {self.slowdown:.2f}x slower than the previous version (relative to the "
+                         "reference); undo what made it slower.")
+        lines += [line for line in (_counter_line(self.tool, self.metrics), _kernel_line(self.metrics)) if line]
+        if self.hotspots:
+            spots = "; ".join(f"{h.name} {100 * h.share:.0f} %" for h in self.hotspots)
+            lines.append(f"Hot spots ({self.tool}, share of your code's cost): {spots}.")
+        return "\n".join(lines)
+
+    def payload(self) -> dict[str, Any]:
+        """The ``profile`` event stored per iteration in the learning database."""
+        return {
+            "ok": self.ok, "tier": self.tier, "tool": self.tool, "reason": self.reason,
+            "seconds": round(self.seconds, 4), "tier0_s": round(self.tier0_s, 4), "tier1_s": round(self.tier1_s, 4),
+            "score": self.score, "regression": self.regression,
+            "slowdown": round(self.slowdown, 4) if self.slowdown else None,
+            "metrics": {k: float(f"{v:.6g}") for k, v in self.metrics.items()},
+            "hotspots": [[h.name, round(h.share, 4)] for h in self.hotspots],
+            "skipped": self.skipped or None, "error": self.error.to_dict() if self.error else None,
+        }
+
+
+
+# --- the profiler -------------------------------------------------------------------------
+
+
+@dataclass
+class _RunState:
+    """What a run's earlier iterations measured: the trigger's memory."""
+
+    last_full: int | None = None
+    last_score: float | None = None
+    last_bench: Microbench | None = None
+
+    def update(self, iteration: int, result: ProfileResult, bench: Microbench) -> None:
+        if result.tier == 1:
+            self.last_full = iteration
+        self.last_score, self.last_bench = result.score, bench
+
+
+@dataclass
+class _Job:
+    """One iteration's profile runs, sandboxed through the PhaseRunner; their time summed."""
+
+    phases: PhaseRunner
+    task: TaskSpec
+    workspace: Workspace
+    spent: float = 0.0
+
+    @property
+    def command(self) -> str:
+        assert self.task.profile is not None
+        return self.task.profile.command
+
+    async def run(self, command: str) -> PhaseRun:
+        assert self.task.profile is not None
+        spec = PhaseSpec(command, self.task.profile.timeout_s)
+        run = await self.phases.run(Phase.PROFILE, spec, self.workspace, self.task.fixed, self.task.language)
+        self.spent += run.duration_s
+        return run
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    score: float
+    regression: bool
+    slowdown: float | None
+    reason: str | None
+    confirm: bool  # the trigger rests on one noisy measurement
+
+
+@dataclass(frozen=True)
+class _Tier0:
+    bench: Microbench | None
+    skipped: str = ""
+    error: ErrorInfo | None = None
+
+
+class TwoTierProfiler:
+    """Decides the tier per iteration, runs it, and keeps the statistics.
+
+    One instance serves every task of a process (like the PhaseRunner); per-run state is
+    keyed by ``run_key`` (the run id) and the oldest runs are forgotten past ``max_runs``.
+    """
+
+    def __init__(self, phases: PhaseRunner, settings: TwoTierProfiling | None = None, *,
+                 always_full: bool = False, parser: PerformanceParser | None = None,
+                 tools: Tools | None = None, max_runs: int = 256, max_history: int = 100_000) -> None:
+        self.phases = phases
+        self.settings = settings or TwoTierProfiling()
+        self.always_full = always_full
+        self.parser = parser or PerformanceParser()
+        self.tools = tools
+        self.max_runs = max_runs
+        self.history: deque[ProfileRecord] = deque(maxlen=max_history)
+        self._runs: OrderedDict[str, _RunState] = OrderedDict()
+
+    @classmethod
+    def from_config(cls, phases: PhaseRunner, config: OptimizationConfig) -> TwoTierProfiler:
+        return cls(phases, config.two_tier_profiling, always_full=not config.enable_two_tier_profiling)
+
+    async def profile(self, task: TaskSpec, workspace: Workspace, run_key: str, iteration: int) -> ProfileResult:
+        """Tier 0 always; tier 1 on top when :meth:`should_full_profile` says so."""
+        if task.profile is None:
+            raise ValueError(f"task {task.id} has no profile phase")
+        job = _Job(self.phases, task, workspace)
+        tier0 = await self._tier0(job)
+        if tier0.bench is None:
+            return self._record(run_key, ProfileResult(0, "microbench", "tier 0", tier0_s=job.spent,
+                                                       skipped=tier0.skipped, error=tier0.error))
+        state, bench = self._state(run_key), tier0.bench
+        verdict = self._verdict(task, state, iteration, bench)
+        if verdict.confirm:  # a noisy trigger: measure again before paying for a full profile
+            again = await self._tier0(job)
+            if again.bench is not None:
+                bench = bench.merged(again.bench)
+                verdict = self._verdict(task, state, iteration, bench)
+        result = ProfileResult(0, "microbench", verdict.reason or "no trigger", bench.metrics(), tier0_s=job.spent,
+                               score=verdict.score, regression=verdict.regression, slowdown=verdict.slowdown)
+        if verdict.reason:
+            result = await self._tier1(job, result)
+        state.update(iteration, result, bench)
+        return self._record(run_key, result)
+
+    def _verdict(self, task: TaskSpec, state: _RunState, iteration: int, bench: Microbench) -> _Verdict:
+        score = self.performance_score(task, bench)
+        regression, slowdown = regression_check(state.last_bench, bench)
+        change = score - state.last_score if state.last_score is not None else 0.0
+        reason = self.should_full_profile(iteration, change, state.last_full, regression)
+        noisy = regression or abs(change) > self.settings.score_change_threshold
+        confirm = noisy and not self.always_full and state.last_full is not None
+        return _Verdict(score, regression, slowdown, reason, confirm)
+
+    def should_full_profile(self, iteration: int, score_change: float, last_full_iter: int | None,
+                            regression: bool = False) -> str | None:
+        """Why this iteration gets a full profile (DESIGN decision 5 + regressions), or None."""
+        if self.always_full:
+            return "always full"
+        if last_full_iter is None:
+            return "baseline"
+        if regression:
+            return "regression"
+        if abs(score_change) > self.settings.score_change_threshold:
+            return f"score change {score_change:+.1f} > {self.settings.score_change_threshold:g}"
+        if iteration - last_full_iter > self.settings.max_tier0_streak:
+            return f"{iteration - last_full_iter} iterations since the last full profile"
+        return None
+
+    def performance_score(self, task: TaskSpec, bench: Microbench) -> float:
+        """The score of a run whose tests all pass, from this measurement."""
+        static = task.profile.reference_time_s if task.profile else None
+        return self.parser.score(ScoreInput.from_metrics(build_ok=True, test_ok=True, test_output="",
+                                                         metrics=bench.metrics(), reference_time_s=static))
+
+    def get_time_savings(self) -> TimeSavings:
+        """Tier counts and times, the saving against always profiling fully, regressions caught."""
+        return TimeSavings.from_records(self.history)
+
+    async def _tier0(self, job: _Job) -> _Tier0:
+        run = await job.run(_env_prefix(TIER0_WARMUP, TIER0_REPEATS, TIER0_MIN_MS) + job.command)
+        if not run.ok:
+            return _Tier0(None, error=run.error)
+        if skip := _SKIP_RE.search(run.result.output):
+            return _Tier0(None, skipped=skip.group(1))
+        candidate, reference = parse_bench_lines(run.result.output)
+        if candidate:
+            return _Tier0(Microbench.from_samples(candidate, reference))
+        return await self._rerun(job, run.result.duration_s)
+
+    async def _rerun(self, job: _Job, first_s: float) -> _Tier0:
+        """A program without bench lines: the first run was the warm-up; time a few more."""
+        repeats = max(1, min(GENERIC_REPEATS, int(GENERIC_BUDGET_S / max(first_s, 1e-3))))
+        durations = []
+        for _ in range(repeats):
+            run = await job.run(job.command)
+            if not run.ok:
+                return _Tier0(None, error=run.error)
+            durations.append(run.result.duration_s)
+        return _Tier0(Microbench.from_samples(durations))
+
+    async def _tier1(self, job: _Job, base: ProfileResult) -> ProfileResult:
+        start, used = job.spent, []
+        metrics, hotspots = dict(base.metrics), base.hotspots
+        for tool in (self.tools or detect_tools()).full_profilers(job.task.language):
+            if tool == "nsys" and "ncu" in used:
+                continue  # one GPU profiler is enough
+            report = await self._run_tool(job, tool)
+            if report is not None:
+                used.append(tool)
+                metrics.update(report.metrics)
+                hotspots = hotspots or report.hotspots
+        if not used:
+            return replace(base, reason=f"{base.reason}; no full profiler for this program",
+                           tier1_s=job.spent - start)
+        hotspots = _with_source(hotspots, job.workspace.path, job.task.solution_file)
+        return replace(base, tier=1, tool="+".join(used), metrics=metrics, hotspots=hotspots,
+                       tier1_s=job.spent - start)
+
+    async def _run_tool(self, job: _Job, tool: str) -> ToolReport | None:
+        out_dir = job.workspace.path / PROFILE_DIR
+        command = tier1_command(tool, job.command, out_dir)
+        if command is None:
+            return None
+        _fresh_dir(out_dir)
+        run = await job.run(command)
+        if not run.ok:
+            log.info("full profile with %s failed: %s", tool, run.error.excerpt if run.error else "")
+            return None
+        report = parse_tool_output(tool, _tool_output(tool, job.workspace.path, run.result.output))
+        return report if report.metrics else None
+
+    def _state(self, run_key: str) -> _RunState:
+        state = self._runs.pop(run_key, None) or _RunState()
+        self._runs[run_key] = state
+        while len(self._runs) > self.max_runs:
+            self._runs.popitem(last=False)
+        return state
+
+    def _record(self, run_key: str, result: ProfileResult) -> ProfileResult:
+        self.history.append(ProfileRecord.from_result(run_key, result))
+        return result
+
+
+def _with_source(spots: tuple[Hotspot, ...], workspace: Path, solution_file: str) -> tuple[Hotspot, ...]:
+    """Hot lines of the solution file get their source text: the model sees no line numbers."""
+    lines = _read_regular(workspace / solution_file).splitlines()
+    pattern = re.compile(rf"{re.escape(Path(solution_file).name)}:(\d+) ")
+    annotated = []
+    for spot in spots:
+        found = pattern.match(spot.name)
+        if found and 0 < int(found.group(1)) <= len(lines):
+            spot = replace(spot, name=f"{spot.name} `{lines[int(found.group(1)) - 1].strip()[:100]}`")
+        annotated.append(spot)
+    return tuple(annotated)
+
+
+def _fresh_dir(path: Path) -> None:
+    """An empty directory at ``path``, whatever the program left there (a file, a symlink)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+    path.mkdir()
+
+
+# --- statistics ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProfileRecord:
+    """One iteration's profile, as the statistics need it."""
+
+    run_key: str
+    tier: int
+    tier0_s: float
+    tier1_s: float
+    regression: bool = False
+
+    @classmethod
+    def from_result(cls, run_key: str, result: ProfileResult) -> ProfileRecord:
+        return cls(run_key, result.tier, result.tier0_s, result.tier1_s, result.regression)
+
+    @classmethod
+    def from_payload(cls, run_key: str, payload: Mapping[str, Any]) -> ProfileRecord | None:
+        """From a stored ``profile`` event; None for events without a tier (older loops)."""
+        try:
+            return cls(run_key, int(payload["tier"]), float(payload.get("tier0_s") or 0.0),
+                       float(payload.get("tier1_s") or 0.0), bool(payload.get("regression")))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
+class TimeSavings:
+    """``tier0_s`` is the microbenchmark time of every iteration (tier-1 ones included);
+    ``always_full_s`` estimates always profiling fully: each tier-0-only iteration priced at
+    its run's mean full-profile time (the mean over all runs where a run had none)."""
+
+    tier0_count: int = 0
+    tier1_count: int = 0
+    tier0_s: float = 0.0
+    tier1_s: float = 0.0
+    always_full_s: float = 0.0
+    regressions: int = 0
+    regressions_caught: int = 0
+
+    @property
+    def total_s(self) -> float:
+        return self.tier0_s + self.tier1_s
+
+    @property
+    def saved_s(self) -> float:
+        return self.always_full_s - self.total_s
+
+    @property
+    def saved_ratio(self) -> float:
+        return self.saved_s / self.always_full_s if self.always_full_s > 0 else 0.0
+
+    @property
+    def catch_rate(self) -> float | None:
+        """Regressions tier 0 flagged that got a full profile in the same iteration."""
+        return self.regressions_caught / self.regressions if self.regressions else None
+
+    @classmethod
+    def from_records(cls, records: Iterable[ProfileRecord]) -> TimeSavings:
+        records = list(records)
+        full = [r.tier1_s for r in records if r.tier == 1]
+        fallback = sum(full) / len(full) if full else 0.0
+        by_run: dict[str, list[ProfileRecord]] = defaultdict(list)
+        for record in records:
+            by_run[record.run_key].append(record)
+        return cls(
+            tier0_count=sum(r.tier == 0 for r in records), tier1_count=len(full),
+            tier0_s=sum(r.tier0_s for r in records), tier1_s=sum(full),
+            always_full_s=sum(_always_full(rs, fallback) for rs in by_run.values()),
+            regressions=sum(r.regression for r in records),
+            regressions_caught=sum(r.regression and r.tier == 1 for r in records))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tier0_count": self.tier0_count, "tier1_count": self.tier1_count,
+                "tier0_s": round(self.tier0_s, 3), "tier1_s": round(self.tier1_s, 3),
+                "total_s": round(self.total_s, 3), "always_full_s": round(self.always_full_s, 3),
+                "saved_s": round(self.saved_s, 3), "saved_ratio": round(self.saved_ratio, 4),
+                "regressions": self.regressions, "regressions_caught": self.regressions_caught,
+                "catch_rate": self.catch_rate}
+
+
+def _always_full(records: list[ProfileRecord], fallback: float) -> float:
+    full = [r.tier1_s for r in records if r.tier == 1]
+    per_full = sum(full) / len(full) if full else fallback
+    return sum(r.tier0_s + (r.tier1_s if r.tier == 1 else per_full) for r in records)
+
+
+def _seconds(value: float) -> str:
+    if value >= 1:
+        return f"{value:.3f} s"
+    return f"{value * 1e3:.3f} ms" if value >= 1e-3 else f"{value * 1e6:.1f} us"
+
+
+def _count(value: float) -> str:
+    for size, unit in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
+        if value >= size:
+            return f"{value / size:.1f}{unit}"
+    return f"{value:.0f}"
+
+
+def _timing_line(result: ProfileResult) -> str:
+    m = result.metrics
+    where = f"tier {result.tier}: microbenchmark" + (f" + {result.tool}" if result.tier else "")
+    head = f"Timing ({where}, {m.get('runs', 0):.0f} runs, noise {100 * m.get('noise', 0):.0f} %): "
+    mine = f"your code {_seconds(m.get('best_wall_s', 0.0))} (median {_seconds(m.get('wall_s', 0.0))})"
+    reference = m.get("reference_best_wall_s")
+    if not reference:
+        return head + mine + "."
+    factor = m.get("best_wall_s", 0.0) / reference
+    verdict = f"{factor:.2f}x slower than" if factor > 1 else f"{1 / factor:.2f}x faster than" if factor else "vs"
+    return head + f"{mine}, {verdict} the reference ({_seconds(reference)})."
+
+
+def _counter_line(tool: str, m: Mapping[str, float]) -> str:
+    parts = []
+    for key, label in (("instructions", "instructions"), ("l1_misses", "L1 data misses"),
+                       ("ll_misses", "last-level misses")):
+        if key in m:
+            ref = m.get(f"reference_{key}")
+            parts.append(f"{_count(m[key])} {label}" + (f" (reference {_count(ref)})" if ref is not None else ""))
+    for key, label in (("perf_cache_misses", "cache misses (whole program)"), ("perf_cycles", "cycles")):
+        if key in m:
+            parts.append(f"{_count(m[key])} {label}")
+    return f"Counters ({tool}): " + ", ".join(parts) + "." if parts else ""
+
+
+def _kernel_line(m: Mapping[str, float]) -> str:
+    if "kernel_time_s" not in m:
+        return ""
+    text = f"GPU kernels: {_seconds(m['kernel_time_s'])}"
+    if "reference_kernel_time_s" in m:
+        text += f" (reference {_seconds(m['reference_kernel_time_s'])})"
+    if "occupancy_pct" in m:
+        text += f", achieved occupancy {m['occupancy_pct']:.0f} %"
+    if "memory_throughput_pct" in m:
+        text += f", DRAM throughput {m['memory_throughput_pct']:.0f} % of peak"
+    return text + "."
