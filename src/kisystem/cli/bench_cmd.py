@@ -129,3 +129,42 @@ def routing_table(rows: list[dict], title: str, chain: tuple[str, ...]) -> Table
 
 def _x(ratio: float | None) -> str:
     return "-" if ratio is None else f"{ratio:.2f}×"
+
+
+@bench_group.command("profiling")
+@click.option("--iterations", default=None, type=click.IntRange(2),
+              help="Run only the first N versions of the scripted sequence [default: all 14].")
+@click.option("--size", default=None, type=click.IntRange(1),
+              help="Matrix size for the benchmark harness [default: the task's 256].")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of tables.")
+@pass_app
+def profiling(app: AppContext, iterations: int | None, size: int | None, as_json: bool) -> None:
+    """Two-tier against always-full profiling on a scripted matmul optimization run
+    (real compiled code, injected regressions, no model)."""
+    from kisystem.bench import profiling as bench
+
+    progress = bench.progress_printer(app.err_console)
+    result = asyncio.run(bench.run_profiling_bench(iterations, size, app.config, progress=progress))
+    out = bench.save(result, app.paths.home / "bench" / f"profiling-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    if as_json:
+        click.echo(result.to_json())
+        return
+    for table in bench.tables(result):
+        app.console.print(table)
+    app.console.print(f"results: {out}")
+
+
+@bench_group.command("queue")
+@click.option("--tasks", type=click.IntRange(1), default=1000, show_default=True, help="Simulated tasks.")
+@click.option("--workers", type=click.IntRange(1, 64), default=3, show_default=True, help="Simulated workers.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulated world.")
+@click.option("--ops", type=click.IntRange(1), default=2000, show_default=True,
+              help="Tasks pushed through the real queue for the throughput figure.")
+@pass_app
+def queue(app: AppContext, tasks: int, workers: int, seed: int, ops: int) -> None:
+    """Cost-aware order against FIFO and the best order (simulated), and durable queue throughput."""
+    from kisystem.bench import queue as qb  # lazy: pulls in the meta-supervisor
+
+    for line in qb.report_lines(qb.guide_example(), qb.schedule_benchmark(tasks, workers, seed),
+                                qb.throughput(ops, app.paths.home / "bench")):
+        app.console.print(line, markup=False, highlight=False)

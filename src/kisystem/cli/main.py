@@ -40,7 +40,8 @@ def cli(ctx: click.Context, home: Path | None, db: Path | None, config_path: Pat
 
 
 def _register_commands() -> None:
-    from kisystem.cli import bench_cmd, config_cmd, demo_cmd, meta_cmd, models_cmd, run_cmd, tasks_cmd
+    from kisystem.cli import bench_cmd, config_cmd, demo_cmd, meta_cmd, models_cmd, profile_cmd, run_cmd, tasks_cmd
+    from kisystem.cli import queue_cmd
 
     cli.add_command(config_cmd.config_group)
     cli.add_command(models_cmd.models_group)
@@ -48,7 +49,9 @@ def _register_commands() -> None:
     cli.add_command(tasks_cmd.tasks_group)
     cli.add_command(run_cmd.run)
     cli.add_command(bench_cmd.bench_group)
+    cli.add_command(profile_cmd.profile_group)
     cli.add_command(meta_cmd.meta_group)
+    cli.add_command(queue_cmd.queue_group)
     bench_cmd.bench_group.add_command(meta_cmd.meta_scale_command)
 
 

@@ -312,9 +312,13 @@ class LearningStore:
 
     # -- writes -------------------------------------------------------------------------
 
-    def start_run(self, task: str, domain: str, model: str, sandbox: Sandbox | None = None) -> str:
-        """Insert a ``running`` row and a ``started`` event; return the new run_id."""
-        run_id = uuid.uuid4().hex
+    def start_run(self, task: str, domain: str, model: str, sandbox: Sandbox | None = None,
+                  *, run_id: str | None = None) -> str:
+        """Insert a ``running`` row and a ``started`` event; return the new run_id.
+
+        ``run_id`` lets a caller record the id elsewhere before the row exists (the queue does).
+        """
+        run_id = run_id or uuid.uuid4().hex
         now = self._clock()
         with self._writing(f"cannot start run for task {task!r}") as conn:
             conn.execute(
@@ -361,6 +365,20 @@ class LearningStore:
                 _insert_event(conn, run_id, "interrupted", {"older_than_s": older_than_s}, now)
                 _fold_where(conn, "run_id = ?", (run_id,))
         return run_ids
+
+    def interrupt_run(self, run_id: str, reason: str) -> bool:
+        """Turn this one run into ``interrupted`` if it is still ``running``; True when it was."""
+        now = self._clock()
+        with self._writing(f"cannot mark run {run_id} interrupted") as conn:
+            changed = conn.execute(
+                "UPDATE runs SET outcome = 'interrupted', ended_ts = ?, reason = COALESCE(reason, ?)"
+                " WHERE run_id = ? AND outcome = 'running'",
+                (_iso(now), reason, run_id),
+            ).rowcount
+            if changed:
+                _insert_event(conn, run_id, "interrupted", {"reason": reason}, now)
+                _fold_where(conn, "run_id = ?", (run_id,))
+        return bool(changed)
 
     def import_runs(self, records: Iterable[RunRecord]) -> int:
         """Insert finished runs as they are (no events), aggregates included, in one transaction.

@@ -99,6 +99,136 @@ CREATE TABLE domain_model_agg (
 """
 
 
+# -- migration 4: the durable task queue -------------------------------------------------
+# Lease expiry is unix seconds (REAL) so that claims and recovery compare numbers; every
+# other time is ISO-8601 UTC text like the rest of the database.
+
+QUEUE_STATES: tuple[str, ...] = (
+    "queued", "leased", "running", "succeeded", "failed", "exhausted", "cancelled", "dead",
+)  # fmt: skip
+QUEUE_TRANSITIONS: tuple[tuple[str, str], ...] = (
+    ("queued", "leased"), ("queued", "cancelled"),
+    ("leased", "running"), ("leased", "queued"), ("leased", "cancelled"), ("leased", "dead"),
+    ("running", "succeeded"), ("running", "failed"), ("running", "exhausted"),
+    ("running", "queued"), ("running", "cancelled"), ("running", "dead"),
+    ("failed", "queued"), ("exhausted", "queued"), ("cancelled", "queued"), ("dead", "queued"),
+)  # fmt: skip
+"""Every legal state change of a queued task; the database rejects any other."""
+
+_QUEUE_TASKS = f"""
+CREATE TABLE queue_tasks (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    idem_key      TEXT NOT NULL UNIQUE,
+    task          TEXT NOT NULL,
+    domain        TEXT NOT NULL,
+    spec          TEXT NOT NULL,
+    source        TEXT,
+    priority      REAL CHECK (priority IS NULL OR priority BETWEEN 0 AND 100),
+    model         TEXT,
+    state         TEXT NOT NULL DEFAULT 'queued'
+                    CHECK (state IN ({", ".join(f"'{s}'" for s in QUEUE_STATES)})),
+    attempts      INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    max_attempts  INTEGER NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
+    lease_holder  TEXT,
+    lease_expires REAL,
+    run_id        TEXT,
+    outcome       TEXT,
+    score         REAL,
+    note          TEXT,
+    created_ts    TEXT NOT NULL,
+    updated_ts    TEXT NOT NULL
+)
+"""
+
+_QUEUE_LEGAL = """
+CREATE TABLE queue_legal (
+    from_state TEXT NOT NULL,
+    to_state   TEXT NOT NULL,
+    PRIMARY KEY (from_state, to_state)
+) WITHOUT ROWID
+"""
+
+_QUEUE_TRANSITIONS = """
+CREATE TABLE queue_transitions (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    task       INTEGER NOT NULL REFERENCES queue_tasks(id),
+    from_state TEXT,
+    to_state   TEXT NOT NULL,
+    ts         TEXT NOT NULL,
+    holder     TEXT,
+    attempt    INTEGER NOT NULL,
+    note       TEXT
+)
+"""
+
+_QUEUE_RUNS = """
+CREATE TABLE queue_runs (
+    run_id  TEXT PRIMARY KEY,
+    task    INTEGER NOT NULL REFERENCES queue_tasks(id),
+    attempt INTEGER NOT NULL,
+    open    INTEGER NOT NULL DEFAULT 1 CHECK (open IN (0, 1))
+)
+"""
+
+_QUEUE_ANSWERS = """
+CREATE TABLE queue_answers (
+    task              INTEGER NOT NULL REFERENCES queue_tasks(id),
+    key               TEXT NOT NULL,
+    model             TEXT NOT NULL,
+    text              TEXT NOT NULL,
+    prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    finish_reason     TEXT,
+    first_token_s     REAL,
+    total_s           REAL NOT NULL DEFAULT 0,
+    ts                TEXT NOT NULL,
+    PRIMARY KEY (task, key)
+) WITHOUT ROWID
+"""
+
+_QUEUE_TRIGGERS = (
+    """
+    CREATE TRIGGER queue_tasks_insert_queued BEFORE INSERT ON queue_tasks
+    WHEN NEW.state != 'queued'
+    BEGIN SELECT RAISE(ABORT, 'a queued task starts in state queued'); END
+    """,
+    """
+    CREATE TRIGGER queue_tasks_legal BEFORE UPDATE OF state ON queue_tasks
+    WHEN NEW.state != OLD.state AND NOT EXISTS
+        (SELECT 1 FROM queue_legal WHERE from_state = OLD.state AND to_state = NEW.state)
+    BEGIN SELECT RAISE(ABORT, 'illegal queue transition'); END
+    """,
+    """
+    CREATE TRIGGER queue_tasks_log_insert AFTER INSERT ON queue_tasks
+    BEGIN
+        INSERT INTO queue_transitions (task, from_state, to_state, ts, holder, attempt, note)
+        VALUES (NEW.id, NULL, NEW.state, NEW.updated_ts, NULL, NEW.attempts, NEW.note);
+    END
+    """,
+    """
+    CREATE TRIGGER queue_tasks_log_update AFTER UPDATE OF state ON queue_tasks
+    WHEN NEW.state != OLD.state
+    BEGIN
+        INSERT INTO queue_transitions (task, from_state, to_state, ts, holder, attempt, note)
+        VALUES (NEW.id, OLD.state, NEW.state, NEW.updated_ts,
+                COALESCE(NEW.lease_holder, OLD.lease_holder), NEW.attempts, NEW.note);
+    END
+    """,
+    """
+    CREATE TRIGGER queue_transitions_no_update BEFORE UPDATE ON queue_transitions
+    BEGIN SELECT RAISE(ABORT, 'queue_transitions is append-only'); END
+    """,
+    """
+    CREATE TRIGGER queue_transitions_no_delete BEFORE DELETE ON queue_transitions
+    BEGIN SELECT RAISE(ABORT, 'queue_transitions is append-only'); END
+    """,
+)
+
+
+def _fill_queue_legal(conn: sqlite3.Connection) -> None:
+    conn.executemany("INSERT INTO queue_legal (from_state, to_state) VALUES (?, ?)", QUEUE_TRANSITIONS)
+
+
 def _backfill_aggregates(conn: sqlite3.Connection) -> None:
     # Imported here: learning imports this module.  The fold is the one finish_run uses,
     # so backfilled and live aggregates cannot disagree.
@@ -136,6 +266,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         "per-domain and per-(domain, model) aggregates kept on every write, backfilled",
         (_DOMAIN_AGG, _DOMAIN_MODEL_AGG),
         _backfill_aggregates,
+    ),
+    Migration(
+        4,
+        "durable task queue: tasks, legal transitions (enforced and logged), runs per attempt, answers",
+        (
+            _QUEUE_TASKS,
+            _QUEUE_LEGAL,
+            _QUEUE_TRANSITIONS,
+            _QUEUE_RUNS,
+            _QUEUE_ANSWERS,
+            *_QUEUE_TRIGGERS,
+            "CREATE INDEX idx_queue_claim ON queue_tasks(state, domain, model, priority, id)",
+            "CREATE INDEX idx_queue_lease ON queue_tasks(state, lease_expires)",
+            "CREATE INDEX idx_queue_transitions_task ON queue_transitions(task, id)",
+            "CREATE INDEX idx_queue_runs_open ON queue_runs(task) WHERE open = 1",
+        ),
+        _fill_queue_legal,
     ),
 )
 

@@ -1,0 +1,259 @@
+"""`kisystem queue ...`: add tasks to the durable queue, run it, watch it, cancel and retry tasks.
+
+The queue lives in the learning database (``--db``).  ``queue run`` claims tasks in
+cost-aware order (PriorityEff = PriorityScore / ETA) and runs several at once; it can be
+killed at any moment and started again without losing or repeating a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from kisystem.cli.context import AppContext, pass_app
+from kisystem.loop.taskspec import expand_task_paths, load_task
+from kisystem.store.migrations import QUEUE_STATES
+from kisystem.store.queue import ACTIVE_STATES, FINAL_STATES, QueueStore, QueueTask
+
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+NEXT_SHOWN = 15
+FAILED_STATES = ("failed", "exhausted", "dead")
+
+
+@click.group("queue")
+def queue_group() -> None:
+    """The durable, cost-aware task queue (kept in the learning database)."""
+
+
+@contextmanager
+def open_queue(app: AppContext) -> Iterator[QueueStore]:
+    with QueueStore.open(app.paths.db) as queue:
+        yield queue
+
+
+@queue_group.command("add")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--priority", type=click.FloatRange(0, 100),
+              help="PriorityScore for these tasks [default: the spec's priority, else 100·P(domain)].")
+@click.option("--model", help="Start model for these tasks [default: the routing policy's choice].")
+@click.option("--max-attempts", type=click.IntRange(1, 100), default=3, show_default=True,
+              help="Claims a task may die in before it is marked dead.")
+@click.option("--key", "key_space", default="", help="Idempotency namespace: the same task is added once per key.")
+@JSON_OPTION
+@pass_app
+def add(app: AppContext, paths: tuple[Path, ...], priority: float | None, model: str | None,
+        max_attempts: int, key_space: str, as_json: bool) -> None:  # fmt: skip
+    """Add TASK.toml files (or directories of them); a task already in the queue is not added again."""
+    from kisystem.queue.runner import submission_for
+
+    inventory = app.inventory
+    if model:
+        inventory.model(model)
+    subs = [submission_for(load_task(path, inventory.domains), source=str(path), key_space=key_space,
+                           priority=priority, model=model, max_attempts=max_attempts)
+            for path in expand_task_paths(paths)]  # fmt: skip
+    with open_queue(app) as queue:
+        added = queue.add(subs)
+    if as_json:
+        return click.echo(json.dumps([asdict(a) for a in added], indent=2))
+    for a in added:
+        verb = "queued" if a.added else f"already in the queue ({a.state}), not added"
+        app.console.print(f"#{a.id} {a.task}: {verb}")
+
+
+@queue_group.command("run")
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Tasks run at once.")
+@click.option("--per-backend", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Generations at once per model backend.")
+@click.option("--lease", "lease_s", type=click.FloatRange(5, 3600), default=60.0, show_default=True,
+              help="Seconds a claim lasts without a heartbeat.")
+@click.option("--follow", is_flag=True, help="Keep waiting for new tasks instead of stopping when the queue is empty.")
+@pass_app
+def run(app: AppContext, workers: int, per_backend: int, lease_s: float, follow: bool) -> int:
+    """Run queued tasks, best PriorityEff first, until the queue is empty."""
+    from kisystem.queue.runner import RunnerSettings
+
+    settings = RunnerSettings(workers=workers, lease_s=lease_s, per_backend=per_backend, follow=follow)
+    summary = asyncio.run(_run(app, settings))
+    states = ", ".join(f"{n} {s}" for s, n in sorted(summary.states.items())) or "nothing"
+    app.err_console.print(f"queue run: {summary.claimed} claimed, {summary.recovered} recovered; {states}")
+    return 1 if any(summary.states.get(s) for s in FAILED_STATES) else 0
+
+
+async def _run(app: AppContext, settings: Any) -> Any:
+    from kisystem.loop.session import loop_session
+    from kisystem.queue.ordering import learned_ordering, watch_loaded
+    from kisystem.queue.runner import QueueRunner, derive_supervisor
+
+    warn = lambda msg: app.err_console.print(f"[yellow]warning: {msg}[/yellow]")  # noqa: E731
+    loaded: set[str] = set()
+    with open_queue(app) as queue, QueueView(app.err_console, _pending(queue)) as view:
+        async with loop_session(app.config, app.inventory, app.paths, warn=warn) as base:
+            watcher = asyncio.create_task(_watch(app, base.generator, loaded, watch_loaded))
+            runner = QueueRunner(queue, base.store, derive_supervisor(base), base.generator,
+                                 lambda: learned_ordering(base.store, app.config, app.inventory, lambda: loaded),
+                                 settings=settings, inventory=app.inventory, on_event=view)  # fmt: skip
+            try:
+                return await runner.run()
+            finally:
+                watcher.cancel()
+                with suppress(asyncio.CancelledError):
+                    await watcher
+
+
+async def _watch(app: AppContext, client: Any, into: set[str], watch: Any) -> None:
+    if hasattr(client, "adapter_for"):  # only a real model client can be asked what is loaded
+        await watch(app.inventory, client, into)
+
+
+def _pending(queue: QueueStore) -> int:
+    counts = queue.counts()
+    return counts["queued"] + sum(counts[s] for s in ACTIVE_STATES)
+
+
+@queue_group.command("status")
+@click.option("--all", "show_all", is_flag=True, help="List every task, finished ones included.")
+@JSON_OPTION
+@pass_app
+def status(app: AppContext, show_all: bool, as_json: bool) -> None:
+    """Tasks per state, what runs now, and what runs next (with PriorityScore, ETA and PriorityEff)."""
+    if not app.paths.db.exists():
+        return _print_status(app, dict.fromkeys(QUEUE_STATES, 0), [], [], as_json, show_all)
+    from kisystem.queue.ordering import learned_ordering
+    from kisystem.store.learning import LearningStore
+
+    with open_queue(app) as queue, LearningStore.open(app.paths.db) as learning:
+        ordering = learned_ordering(learning, app.config, app.inventory)
+        upcoming = [_ranked(ordering, c) for c in ordering.queue_order(queue.queued())]
+        _print_status(app, queue.counts(), queue.tasks(), upcoming, as_json, show_all)
+
+
+def _ranked(ordering: Any, c: Any) -> dict[str, Any]:
+    model = ordering.model(c)
+    return {"id": c.id, "domain": c.domain, "model": model or None, "priority_score": ordering.priority(c),
+            "eta_s": ordering.eta(model, c.domain), "priority_eff": ordering.eff(c)}
+
+
+def _print_status(app: AppContext, counts: dict[str, int], tasks: list[QueueTask], upcoming: list[dict[str, Any]],
+                  as_json: bool, show_all: bool) -> None:  # fmt: skip
+    if as_json:
+        data = {"counts": counts, "next": upcoming, "tasks": [asdict(t) for t in tasks]}
+        return click.echo(json.dumps(data, indent=2))
+    if not tasks:
+        return app.console.print("the queue is empty")
+    app.console.print("  ".join(f"{s} {n}" for s, n in counts.items() if n) or "the queue is empty")
+    by_id = {t.id: t for t in tasks}
+    active = [t for t in tasks if t.state in ACTIVE_STATES]
+    if active:
+        app.console.print(_task_table("running", active))
+    if upcoming:
+        app.console.print(_next_table(upcoming[:NEXT_SHOWN], by_id, len(upcoming)))
+    finished = [t for t in tasks if t.state in FINAL_STATES]
+    if finished:
+        shown = finished if show_all else finished[-NEXT_SHOWN:]
+        app.console.print(_task_table(f"finished (last {len(shown)} of {len(finished)})", shown))
+
+
+def _task_table(title: str, tasks: list[QueueTask]) -> Table:
+    table = Table(title=title)
+    for col in ("id", "task", "domain", "state", "attempts", "outcome", "score", "note"):
+        table.add_column(col)
+    for t in tasks:
+        score = "" if t.score is None else f"{t.score:.0f}"
+        table.add_row(str(t.id), t.task, t.domain, t.state, f"{t.attempts}/{t.max_attempts}", t.outcome or "",
+                      score, t.note or "")  # fmt: skip
+    return table
+
+
+def _next_table(upcoming: list[dict[str, Any]], by_id: dict[int, QueueTask], total: int) -> Table:
+    table = Table(title=f"next (first {len(upcoming)} of {total} queued)",
+                  caption="PriorityEff = PriorityScore / ETA; within 10 % a loaded model goes first")
+    for col in ("id", "task", "domain", "model", "PriorityScore", "ETA", "PriorityEff"):
+        table.add_column(col)
+    for u in upcoming:
+        table.add_row(str(u["id"]), by_id[u["id"]].task, u["domain"], u["model"] or "-",
+                      f"{u['priority_score']:.1f}", f"{u['eta_s']:.0f} s", f"{u['priority_eff']:.3f}")  # fmt: skip
+    return table
+
+
+@queue_group.command("cancel")
+@click.argument("task_id", type=int)
+@pass_app
+def cancel(app: AppContext, task_id: int) -> None:
+    """Cancel a queued or running task (its runner stops it at the next heartbeat)."""
+    with open_queue(app) as queue:
+        task = queue.cancel(task_id)
+    app.console.print(f"#{task.id} {task.task}: cancelled")
+
+
+@queue_group.command("retry")
+@click.argument("task_id", type=int)
+@pass_app
+def retry(app: AppContext, task_id: int) -> None:
+    """Queue a failed, exhausted, cancelled or dead task again, with fresh attempts and fresh answers."""
+    with open_queue(app) as queue:
+        task = queue.retry(task_id)
+    app.console.print(f"#{task.id} {task.task}: queued again")
+
+
+class QueueView:
+    """Per-task state on a terminal (a live table and a progress bar); plain lines otherwise."""
+
+    def __init__(self, console: Console, total: int) -> None:
+        self.console = console
+        self.rows: dict[int, tuple[str, str, str]] = {}  # id -> (task, state, detail)
+        self.progress = Progress(TextColumn("queue"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 console=console)  # fmt: skip
+        self.bar = self.progress.add_task("queue", total=max(total, 1))
+        self.live: Live | None = None
+
+    def __enter__(self) -> QueueView:
+        if self.console.is_terminal:
+            self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+            self.live.stop()
+
+    def __call__(self, event: Any) -> None:
+        task = event.task or self.rows.get(event.id, ("?", "", ""))[0]
+        changed = self.rows.get(event.id, ("", "", ""))[1] != event.state
+        self.rows[event.id] = (task, event.state, event.detail)
+        if len(self.rows) > self.progress.tasks[0].total:  # tasks added while running (--follow)
+            self.progress.update(self.bar, total=len(self.rows))
+        if changed and event.state in FINAL_STATES:
+            self.progress.advance(self.bar)
+        if self.live is not None:
+            self.live.update(self._render())
+        elif changed:
+            note = f" · {event.detail}" if event.detail else ""
+            self.console.print(f"#{event.id} {task}: {event.state}{note}", markup=False, highlight=False)
+
+    def _render(self) -> Group:
+        table = Table(expand=False)
+        for col in ("id", "task", "state", "step"):
+            table.add_column(col)
+        active = [(i, r) for i, r in self.rows.items() if r[1] not in FINAL_STATES]
+        recent = [(i, r) for i, r in self.rows.items() if r[1] in FINAL_STATES][-5:]
+        for task_id, (task, state, detail) in [*active, *recent]:
+            table.add_row(str(task_id), task, _styled(state), detail)
+        return Group(self.progress, table)
+
+
+def _styled(state: str) -> str:
+    colour = {"succeeded": "green", "running": "cyan", "leased": "cyan", "queued": "yellow"}.get(state, "red")
+    return f"[{colour}]{state}[/{colour}]"
