@@ -85,3 +85,22 @@ def translate(what: str) -> Iterator[None]:
         yield
     except sqlite3.Error as exc:
         raise StoreError(f"{what}: {exc}") from exc
+
+
+def open_migrated(path: Path, what: str = "database") -> sqlite3.Connection:
+    """Connect to ``path`` (creating its folder) with the schema brought up to date."""
+    from kisystem.store.migrations import migrate  # migrations import this module
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create directory for {what} {path}: {exc}") from exc
+    conn = connect(path)
+    try:
+        with translate(f"cannot migrate {what} {path}"):
+            migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn

@@ -38,7 +38,7 @@ from typing import Any, Literal, Self
 
 from kisystem.errors import StoreError
 from kisystem.store import db
-from kisystem.store.migrations import current_version, migrate
+from kisystem.store.migrations import current_version
 
 Outcome = Literal["running", "success", "failed", "exhausted", "aborted", "error", "interrupted"]
 Phase = Literal["BUILD", "TEST", "PROFILE", "GENERATE"]
@@ -283,18 +283,7 @@ class LearningStore:
     def open(cls, path: Path, *, clock: Clock = utc_now) -> LearningStore:
         """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
         path = Path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create directory for learning database {path}: {exc}") from exc
-        conn = db.connect(path)
-        try:
-            with db.translate(f"cannot migrate learning database {path}"):
-                migrate(conn)
-        except BaseException:
-            conn.close()
-            raise
-        return cls(conn, path, clock)
+        return cls(db.open_migrated(path, "learning database"), path, clock)
 
     def close(self) -> None:
         with self._lock:

@@ -29,7 +29,7 @@ from typing import Any, Self
 
 from kisystem.errors import StoreError, UsageError
 from kisystem.store import db
-from kisystem.store.migrations import QUEUE_STATES, QUEUE_TRANSITIONS, migrate
+from kisystem.store.migrations import QUEUE_STATES, QUEUE_TRANSITIONS
 
 ACTIVE_STATES: tuple[str, ...] = ("leased", "running")
 FINAL_STATES: tuple[str, ...] = ("succeeded", "failed", "exhausted", "cancelled", "dead")
@@ -203,18 +203,7 @@ class QueueStore:
     def open(cls, path: Path, *, clock: UnixClock = time.time) -> QueueStore:
         """Open (creating if needed) the database at ``path``, schema brought up to date."""
         path = Path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create directory for database {path}: {exc}") from exc
-        conn = db.connect(path)
-        try:
-            with db.translate(f"cannot migrate database {path}"):
-                migrate(conn)
-        except BaseException:
-            conn.close()
-            raise
-        return cls(conn, path, clock)
+        return cls(db.open_migrated(path), path, clock)
 
     def close(self) -> None:
         with self._lock:
