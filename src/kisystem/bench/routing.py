@@ -38,7 +38,7 @@ from kisystem.loop.supervisor import Supervisor
 from kisystem.loop.taskspec import TaskSpec
 from kisystem.models.inventory import Inventory, ModelSpec
 from kisystem.paths import Paths
-from kisystem.routing.hybrid import HybridDecision, apply_floor
+from kisystem.routing.hybrid import HybridDecision, HybridFloor
 from kisystem.routing.policy import RoutingPolicy, SpecPolicy, StaticPolicy
 from kisystem.routing.thompson import ThompsonPolicy
 from kisystem.store.learning import LearningStore, RunResult
@@ -254,10 +254,10 @@ def hybrid_floor(config: OptimizationConfig) -> FloorFor:
     runs under the same loop, so that only the start differs and the oracle stays an
     upper bound.
     """
-    decision = HybridDecision(None, config.hybrid_decision_weights)
+    floor = HybridFloor(HybridDecision(None, config.hybrid_decision_weights))
 
     def for_task(task: TaskSpec, chain: Sequence[str]) -> Floor:
-        return lambda index, fails, error: apply_floor(index, chain, decision.evaluate_task(task, fails, error).score)
+        return lambda index, fails, error: floor.floor(task, chain, index, fails, error)
 
     return for_task
 
