@@ -16,6 +16,7 @@ class LiveView:
     def __init__(self, console: Console) -> None:
         self.console = console
         self.status: Status | None = None
+        self._announced: set[str] = set()  # hot domains are said once, not per task
 
     def __enter__(self) -> "LiveView":
         self.status = self.console.status("starting ...")
@@ -39,8 +40,9 @@ class LiveView:
         elif event.kind == "bias":
             self.console.print(f"{event.task}: {event.data['policy']} routing starts on {event.model} "
                                f"instead of {event.data['replaces']}")
-        elif event.kind == "priority":
-            self.console.print(f"{event.task}: {event.data['domain']} is among the top-3 priority domains")
+        elif event.kind == "priority" and event.data["domain"] not in self._announced:
+            self._announced.add(event.data["domain"])
+            self.console.print(f"{event.data['domain']} is among the top-3 priority domains")
         elif event.kind == "skip":
             self.console.print(f"[yellow]{event.task}: skipping {event.model}: {event.data['reason']}[/yellow]")
         elif event.kind == "exit":
