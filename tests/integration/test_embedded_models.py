@@ -35,3 +35,12 @@ async def test_gemma3_completes_a_function(embedded_fleet, embedded_inventory):
         result = await client.generate(request)
     assert result.completion_tokens > 0
     assert "return" in result.text
+
+
+async def test_speed_benchmark_measures_each_model(embedded_fleet, embedded_inventory):
+    from kisystem.bench.models import measure
+
+    (speed,) = await measure(embedded_inventory, ["smollm2-135m"], calls=2)
+    assert speed.calls == 2
+    assert 0 < speed.first_token_min_ms <= speed.first_token_ms <= speed.first_token_max_ms
+    assert speed.tokens_per_s > 0

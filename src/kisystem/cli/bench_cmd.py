@@ -168,3 +168,25 @@ def queue(app: AppContext, tasks: int, workers: int, seed: int, ops: int) -> Non
     for line in qb.report_lines(qb.guide_example(), qb.schedule_benchmark(tasks, workers, seed),
                                 qb.throughput(ops, app.paths.home / "bench")):
         app.console.print(line, markup=False, highlight=False)
+
+
+@bench_group.command("models")
+@click.option("--calls", default=5, show_default=True, type=click.IntRange(1, 100), help="Measured calls per model.")
+@pass_app
+def models(app: AppContext, calls: int) -> None:
+    """First-token latency and tokens/s of each embedded model (served for the run)."""
+    from kisystem.bench.models import measure
+    from kisystem.models.inventory import load_inventory
+    from kisystem.models.server import EmbeddedFleet
+
+    inventory = load_inventory("embedded")
+    names = [m.name for m in inventory.models.values()]
+    with EmbeddedFleet(inventory, app.paths.home):
+        speeds = asyncio.run(measure(inventory, names, calls))
+    t = Table(title=f"embedded models, {calls} calls each after a warm-up")
+    for col in ("model", "first token (median)", "min", "max", "tokens/s"):
+        t.add_column(col)
+    for s in speeds:
+        t.add_row(s.model, f"{s.first_token_ms:.0f} ms", f"{s.first_token_min_ms:.0f} ms",
+                  f"{s.first_token_max_ms:.0f} ms", f"{s.tokens_per_s:.0f}")
+    app.console.print(t)
