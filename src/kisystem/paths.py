@@ -16,7 +16,10 @@ DB_ENV = "KISYSTEM_DB"
 CONFIG_ENV = "KISYSTEM_CONFIG"
 SANDBOX_TOKEN_ENV = "KISYSTEM_SANDBOX_RUN"  # marks every process of one sandboxed run
 TEST_HOME_ENV = "KISYSTEM_TEST_HOME"  # where the integration tests cache model weights
-RESERVED_ENV = frozenset({HOME_ENV, DB_ENV, CONFIG_ENV, SANDBOX_TOKEN_ENV, TEST_HOME_ENV})
+QUEUE_KILL_ENV = "KISYSTEM_QUEUE_KILL_AT"  # test hook: the queue runner dies at this step
+SLOW_TESTS_ENV = "KISYSTEM_SLOW_TESTS"  # opt-in for the minutes-long tests
+RESERVED_ENV = frozenset({HOME_ENV, DB_ENV, CONFIG_ENV, SANDBOX_TOKEN_ENV, TEST_HOME_ENV, QUEUE_KILL_ENV,
+                          SLOW_TESTS_ENV})
 
 
 def default_home() -> Path:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from kisystem.paths import SLOW_TESTS_ENV
 from kisystem.store.learning import LearningStore
 from kisystem.store.queue import LEGAL, QueueStore
 from tests.queue.support import DeterministicModel, make_runner, submissions
@@ -34,7 +35,7 @@ async def test_a_hundred_tasks_all_finish(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("KISYSTEM_SLOW_TESTS"), reason="slow: set KISYSTEM_SLOW_TESTS=1")
+@pytest.mark.skipif(not os.environ.get(SLOW_TESTS_ENV), reason="slow: set KISYSTEM_SLOW_TESTS=1")
 @pytest.mark.timeout(1800)
 async def test_a_thousand_tasks_all_finish(tmp_path: Path) -> None:
     await run_load(tmp_path, 1000, timeout_s=1500)

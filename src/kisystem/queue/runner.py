@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from kisystem.domains import DEFAULT_DOMAINS
 from kisystem.errors import KisystemError
+from kisystem.paths import QUEUE_KILL_ENV
 from kisystem.loop.taskspec import TaskSpec, TaskSpecError, dump_task, load_task
 from kisystem.models.base import Generation, GenerationRequest, OnText
 from kisystem.queue.answers import CachingGenerator
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KILL_ENV = "KISYSTEM_QUEUE_KILL_AT"
+KILL_ENV = QUEUE_KILL_ENV
 KILL_POINTS = ("after_claim", "during_generation", "after_build", "after_test", "before_record",
                "before_final_write")  # fmt: skip
 STATE_OF_OUTCOME = {"success": "succeeded", "failed": "failed", "exhausted": "exhausted", "aborted": "failed"}
