@@ -212,3 +212,12 @@ def full_spec() -> TaskSpec:
 def test_dump_task_round_trips(tmp_path, spec):
     path = write(tmp_path, dump_task(spec))
     assert load_task(path, known_domains=[spec.domain]) == spec
+
+
+def test_a_spec_from_text_names_its_label_in_errors():
+    from kisystem.loop.taskspec import TaskSpecError, load_task_text
+
+    good = 'id = "t"\ndomain = "Python/General"\nlanguage = "python"\nprompt = "p"\n[test]\ncommand = "true"\n'
+    assert load_task_text(good, "queue task 7").id == "t"
+    with pytest.raises(TaskSpecError, match=r"^queue task 7: .*domain"):
+        load_task_text(good.replace("Python/General", "Rust/Wasm"), "queue task 7")

@@ -89,14 +89,21 @@ def load_task(path: Path, known_domains: Iterable[str] = DEFAULT_DOMAINS) -> Tas
     """Read and validate one spec file."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise TaskSpecError(f"{path}: cannot read: {err.strerror or err}") from None
     except UnicodeDecodeError:
         raise TaskSpecError(f"{path}: cannot read: not UTF-8 text") from None
+    return load_task_text(text, path, known_domains)
+
+
+def load_task_text(text: str, label: str | Path, known_domains: Iterable[str] = DEFAULT_DOMAINS) -> TaskSpec:
+    """A spec from TOML text; ``label`` names it in errors and anchors ``fixed_from`` paths."""
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise TaskSpecError(f"{path}: invalid TOML: {err}") from None
-    return _Parser(path, tuple(known_domains)).spec(data)
+        raise TaskSpecError(f"{label}: invalid TOML: {err}") from None
+    return _Parser(Path(label), tuple(known_domains)).spec(data)
 
 
 def load_tasks(paths: Iterable[Path], known_domains: Iterable[str] = DEFAULT_DOMAINS) -> list[TaskSpec]:

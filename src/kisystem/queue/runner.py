@@ -27,20 +27,18 @@ import logging
 import os
 import signal
 import socket
-import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kisystem.domains import DEFAULT_DOMAINS
 from kisystem.errors import KisystemError
 from kisystem.paths import QUEUE_KILL_ENV
-from kisystem.loop.taskspec import TaskSpec, TaskSpecError, dump_task, load_task
+from kisystem.loop.taskspec import TaskSpec, TaskSpecError, dump_task, load_task_text
 from kisystem.models.base import Generation, GenerationRequest, OnText
 from kisystem.queue.answers import CachingGenerator
 from kisystem.queue.ordering import Ordering
@@ -388,13 +386,7 @@ def submission_for(spec: TaskSpec, *, source: str | None = None, key_space: str 
 
 def spec_from_text(text: str, label: str, known_domains: Iterable[str] = DEFAULT_DOMAINS) -> TaskSpec:
     """A task spec from the TOML text the queue stored; errors name ``label``."""
-    with tempfile.TemporaryDirectory(prefix="kisystem-spec-") as tmp:
-        path = Path(tmp) / "task.toml"
-        path.write_text(text, encoding="utf-8")
-        try:
-            return load_task(path, known_domains)
-        except TaskSpecError as err:
-            raise TaskSpecError(str(err).replace(str(path), label)) from None
+    return load_task_text(text, label, known_domains)
 
 
 def _lapsed(lease: Lease, now: float) -> bool:
