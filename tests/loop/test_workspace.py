@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kisystem.errors import UsageError
-from kisystem.loop.sandbox import Limits, SandboxLevel, level_works, run_sandboxed
+from kisystem.sandbox import Limits, SandboxLevel, level_works, run_sandboxed
 from kisystem.loop.workspace import UnsafePathError, Workspace, WorkspaceError
 
 TEST_FILE = "tests/test_solution.py"

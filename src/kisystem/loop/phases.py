@@ -16,7 +16,7 @@ from typing import AsyncIterator, Mapping
 
 from kisystem.config import OptimizationConfig
 from kisystem.loop.categorizer import ErrorCategorizer, ErrorInfo, Phase
-from kisystem.loop.sandbox import Limits, ProcessResult, SandboxLevel, detect_sandbox_level, run_sandboxed
+from kisystem.sandbox import Limits, ProcessResult, SandboxLevel, detect_sandbox_level, run_sandboxed
 from kisystem.loop.taskspec import PhaseSpec
 from kisystem.loop.workspace import Workspace
 

@@ -10,6 +10,16 @@ defaults to ``python -m py_compile <solution_file>`` for Python; ``[profile]`` i
 optional and may carry ``reference_time_s`` for the performance part of the score.
 ``[completion]`` (``prefix``, ``stop``) serves base models in completion mode.
 
+``[judge]`` makes the result trustworthy: a judge outside the candidate's process
+decides it (see :mod:`kisystem.sandbox.judge`).  ``kind = "calls"`` (Python) calls
+``entry_point`` with the inputs of a ``check(candidate)`` function in the judge's
+``tests`` file and compares the answers; ``kind = "compare"`` runs the candidate's
+program (``[test]``/``[profile]`` command + ``test SEED`` / ``bench SEED``) and the
+reference program (``judge.command``, built by ``judge.build``) on the same fresh input
+and compares their outputs, within ``rel_tol``/``abs_tol``.  Judge-only files
+(``[judge.files]`` or ``judge.files_from``) are never in the candidate's view.  A spec
+without ``[judge]`` is judged by its own test output: self-reported, marked untrusted.
+
 Every problem raises :class:`TaskSpecError` with one line naming the file and field.
 """
 
@@ -35,10 +45,17 @@ DEFAULT_TIMEOUT_S = {"build": 300.0, "test": 120.0, "profile": 900.0}
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _TOP_FIELDS = frozenset({"id", "domain", "language", "prompt", "starter", "fixed", "fixed_from",
                          "solution_file", "mode_hint", "build", "test", "profile", "target_score",
-                         "max_iterations", "priority", "completion"})
+                         "max_iterations", "priority", "completion", "judge"})
 _PHASE_FIELDS = frozenset({"command", "timeout_s"})
 _PROFILE_FIELDS = _PHASE_FIELDS | {"reference_time_s"}
 _COMPLETION_FIELDS = frozenset({"prefix", "stop"})
+JUDGE_KINDS = ("calls", "compare")
+_JUDGE_FIELDS = {
+    "calls": frozenset({"kind", "files", "files_from", "entry_point", "tests", "reference"}),
+    "compare": frozenset({"kind", "files", "files_from", "build", "build_timeout_s", "command", "rel_tol",
+                          "abs_tol"}),
+}
+CALLS_TEST_COMMAND = "(judge: calls)"  # the calls judge runs the candidate itself; [test] may be left out
 
 
 class TaskSpecError(UsageError):
@@ -63,6 +80,28 @@ class CompletionSpec:
 
 
 @dataclass(frozen=True)
+class JudgeSpec:
+    """How a trusted judge decides the result (see :mod:`kisystem.sandbox.judge`).
+
+    ``files`` are the judge's own files (hidden tests, reference), never in the
+    candidate's view; the judge also sees the task's fixed files.
+    """
+
+    kind: str  # one of JUDGE_KINDS
+    files: Mapping[str, str] = field(default_factory=dict)
+    entry_point: str | None = None  # calls: the function the judge calls
+    tests: str = "tests.py"  # calls: defines check(candidate)
+    reference: str = "reference.py"  # calls: defines entry_point; records the calls
+    build: PhaseSpec | None = None  # compare: builds the reference program in the judge's directory
+    command: str | None = None  # compare: the reference program (the judge appends "test SEED" / "bench SEED")
+    rel_tol: float = 0.0  # compare: numbers within abs_tol + rel_tol * |reference| count as equal
+    abs_tol: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "files", MappingProxyType(dict(self.files)))
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     id: str
     domain: str
@@ -79,10 +118,16 @@ class TaskSpec:
     max_iterations: int | None = None
     priority: float | None = None
     completion: CompletionSpec | None = None
+    judge: JudgeSpec | None = None
 
     def __post_init__(self) -> None:
         for name in ("starter", "fixed"):  # read-only views, so the frozen spec stays frozen
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+
+    @property
+    def trusted(self) -> bool:
+        """Whether a judge decides the result; without one the program reports its own."""
+        return self.judge is not None
 
 
 def load_task(path: Path, known_domains: Iterable[str] = DEFAULT_DOMAINS) -> TaskSpec:
@@ -150,7 +195,22 @@ def dump_task(spec: TaskSpec) -> str:
             doc[key] = {k: v for k, v in vars(phase).items() if v is not None}
     if spec.completion is not None:
         doc["completion"] = {"prefix": spec.completion.prefix, "stop": list(spec.completion.stop)}
+    if spec.judge is not None:
+        doc["judge"] = _judge_doc(spec.judge)
     return dumps_toml(doc)
+
+
+def _judge_doc(judge: JudgeSpec) -> dict[str, Any]:
+    doc: dict[str, Any] = {"kind": judge.kind}
+    if judge.kind == "calls":
+        doc.update(entry_point=judge.entry_point, tests=judge.tests, reference=judge.reference)
+    else:
+        assert judge.build is not None
+        doc.update(build=judge.build.command, build_timeout_s=judge.build.timeout_s, command=judge.command,
+                   rel_tol=judge.rel_tol, abs_tol=judge.abs_tol)
+    if judge.files:
+        doc["files"] = dict(judge.files)
+    return doc
 
 
 class _Parser:
@@ -173,16 +233,17 @@ class _Parser:
         fixed = self.fixed(data)
         if solution_file in fixed:
             raise self.fail("solution_file", f"{solution_file!r} is a fixed file")
+        judge = self.judge(data, language)
         return TaskSpec(
             id=task_id, domain=domain, language=language, prompt=prompt,
-            solution_file=solution_file, test=self.phase(data, "test", required=True),
+            solution_file=solution_file, test=self.test_phase(data, judge),
             build=self.phase(data, "build") or _default_build(language, solution_file),
             profile=self.profile(data), starter=self.files(data, "starter", fixed), fixed=fixed,
             mode_hint=self.choice(data, "mode_hint", MODE_HINTS, required=False),
             target_score=self.integer(data, "target_score", 0, 100),
             max_iterations=self.integer(data, "max_iterations", 1, 50),
             priority=self.number(data, "priority", 0, 100, "priority"),
-            completion=self.completion(data, language, prompt),
+            completion=self.completion(data, language, prompt), judge=judge,
         )
 
     def unknown(self, table: Mapping[str, Any], allowed: Iterable[str], prefix: str) -> None:
@@ -264,20 +325,61 @@ class _Parser:
         return files
 
     def fixed(self, data: Mapping[str, Any]) -> dict[str, str]:
-        files = self.files(data, "fixed")
-        sources = data.get("fixed_from", [])
+        return self.files_from(data, "fixed_from", "fixed_from", self.files(data, "fixed"))
+
+    def files_from(self, data: Mapping[str, Any], key: str, field: str, files: dict[str, str]) -> dict[str, str]:
+        """``files`` plus the files named by the list ``data[key]``, read relative to the spec."""
+        sources = data.get(key, [])
         if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
-            raise self.fail("fixed_from", "must be a list of relative file paths")
+            raise self.fail(field, "must be a list of relative file paths")
         for source in sources:
-            clean = self.relpath(source, "fixed_from")
+            clean = self.relpath(source, field)
             if clean in files:
-                raise self.fail("fixed_from", f"{clean!r} is given twice")
+                raise self.fail(field, f"{clean!r} is given twice")
             try:
                 files[clean] = (self.path.parent / clean).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as err:
                 reason = getattr(err, "strerror", None) or "not UTF-8 text"
-                raise self.fail("fixed_from", f"cannot read {clean!r}: {reason}") from None
+                raise self.fail(field, f"cannot read {clean!r}: {reason}") from None
         return files
+
+    def test_phase(self, data: Mapping[str, Any], judge: JudgeSpec | None) -> PhaseSpec:
+        if judge is None or judge.kind != "calls" or "test" in data and "command" in data["test"]:
+            return self.phase(data, "test", required=True)  # type: ignore[return-value]
+        table = self.table(data, "test") or {}
+        self.unknown(table, {"timeout_s"}, "test.")
+        timeout = self.number(table, "timeout_s", 0, None, "test.timeout_s")
+        return PhaseSpec(CALLS_TEST_COMMAND, timeout or DEFAULT_TIMEOUT_S["test"])
+
+    def judge(self, data: Mapping[str, Any], language: str) -> JudgeSpec | None:
+        table = self.table(data, "judge")
+        if table is None:
+            return None
+        kind = self.choice(table, "kind", JUDGE_KINDS)
+        self.unknown(table, _JUDGE_FIELDS[kind], "judge.")
+        files = self.files_from(table, "files_from", "judge.files_from", self.files(table, "files"))
+        if kind == "calls":
+            return self.calls_judge(table, language, files)
+        build_timeout = self.number(table, "build_timeout_s", 0, None, "judge.build_timeout_s")
+        return JudgeSpec(
+            kind, files, build=PhaseSpec(self.text(table, "build", "judge.build"),
+                                         build_timeout or DEFAULT_TIMEOUT_S["build"]),
+            command=self.text(table, "command", "judge.command"),
+            rel_tol=self.number(table, "rel_tol", 0, None, "judge.rel_tol") or 0.0,
+            abs_tol=self.number(table, "abs_tol", 0, None, "judge.abs_tol") or 0.0)
+
+    def calls_judge(self, table: Mapping[str, Any], language: str, files: dict[str, str]) -> JudgeSpec:
+        if language != "python":
+            raise self.fail("judge.kind", f"'calls' judges Python code only (language is {language!r})")
+        entry = self.text(table, "entry_point", "judge.entry_point")
+        if not entry.isidentifier():
+            raise self.fail("judge.entry_point", f"{entry!r} is not a Python identifier")
+        names = {key: self.relpath(table.get(key, default), f"judge.{key}")
+                 for key, default in (("tests", "tests.py"), ("reference", "reference.py"))}
+        for key, name in names.items():
+            if name not in files:
+                raise self.fail(f"judge.{key}", f"{name!r} is not among the judge's files")
+        return JudgeSpec("calls", files, entry_point=entry, **names)
 
     def phase(self, data: Mapping[str, Any], key: str, required: bool = False) -> PhaseSpec | None:
         table = self.table(data, key)
@@ -328,12 +430,13 @@ def _default_build(language: str, solution_file: str) -> PhaseSpec | None:
 _BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-def dumps_toml(doc: Mapping[str, Any]) -> str:
-    """TOML text for ``doc``; nested dicts become ``[tables]`` after the top-level values."""
-    lines = [f"{_key(k)} = {_value(v)}" for k, v in doc.items() if not isinstance(v, dict)]
+def dumps_toml(doc: Mapping[str, Any], prefix: str = "") -> str:
+    """TOML text for ``doc``; nested dicts become ``[tables]`` after the values of their parent."""
+    lines = [f"{_key(k)} = {_value(v)}" for k, v in doc.items() if not isinstance(v, dict) and v is not None]
     for name, table in doc.items():
         if isinstance(table, dict):
-            lines += ["", f"[{_key(name)}]"] + [f"{_key(k)} = {_value(v)}" for k, v in table.items()]
+            header = prefix + _key(name)
+            lines += ["", f"[{header}]", dumps_toml(table, header + ".").rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 

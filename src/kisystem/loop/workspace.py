@@ -3,7 +3,7 @@
 Model answers are untrusted: their paths must stay inside the workspace, and they must
 not be able to change the fixed files (tests, reference code).  :meth:`restore_fixed`
 puts those back byte-exactly before every build and test, whatever was done to them;
-the sandbox then binds them read-only (see :func:`kisystem.loop.sandbox.run_sandboxed`).
+the sandbox then binds them read-only (see :func:`kisystem.sandbox.run_sandboxed`).
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from kisystem.errors import KisystemError
 from kisystem.paths import SANDBOX_TOKEN_ENV
@@ -75,9 +76,10 @@ class ProcessResult:
     exit_code: int | None
     signal: int | None
     timed_out: bool
-    output: str
+    output: str  # stdout and stderr together; stderr only where ``split_stdout`` was asked for
     duration_s: float
     sandbox: SandboxLevel
+    stdout: str = ""  # with ``split_stdout`` only
 
     @property
     def succeeded(self) -> bool:
@@ -361,8 +363,14 @@ async def run_sandboxed(
     env_extra: Mapping[str, str] | None = None,
     level: SandboxLevel | None = None,
     max_output_bytes: int = DEFAULT_MAX_OUTPUT,
+    stdin_data: bytes | None = None,
+    split_stdout: bool = False,
 ) -> ProcessResult:
-    """Run ``command`` (a str goes through ``/bin/sh -c``) in ``workdir``, sandboxed."""
+    """Run ``command`` (a str goes through ``/bin/sh -c``) in ``workdir``, sandboxed.
+
+    ``stdin_data`` is fed to the program's stdin (else it reads /dev/null);
+    ``split_stdout`` keeps stdout apart (``ProcessResult.stdout``) from stderr (``output``).
+    """
     level = level or detect_sandbox_level()
     workdir = workdir.resolve()
     if not workdir.is_dir():
@@ -371,10 +379,16 @@ async def run_sandboxed(
     readonly = _checked_readonly(workdir, readonly_paths)
     token = secrets.token_hex(16)
     full = _full_argv(level, argv, workdir, readonly, allow_network)
-    output = _Output(max_output_bytes)
+    output, stdout = _Output(max_output_bytes), _Output(max_output_bytes)
     start = time.monotonic()
-    proc = await _spawn(full, workdir, _scrubbed_env(workdir, token, env_extra), limits)
-    reader = asyncio.create_task(output.consume(proc.stdout))  # type: ignore[arg-type]
+    proc = await _spawn(full, workdir, _scrubbed_env(workdir, token, env_extra), limits,
+                        stdin=stdin_data is not None, split=split_stdout)
+    readers = [asyncio.create_task(output.consume(proc.stderr if split_stdout else proc.stdout))]  # type: ignore[arg-type]
+    if split_stdout:
+        readers.append(asyncio.create_task(stdout.consume(proc.stdout)))  # type: ignore[arg-type]
+    if stdin_data is not None:
+        readers.append(asyncio.create_task(_feed(proc.stdin, stdin_data)))  # type: ignore[arg-type]
+    reader = asyncio.gather(*readers)
     try:
         timed_out = await _wait(proc, timeout_s)
         duration = time.monotonic() - start  # up to the exit, without the cleanup below
@@ -383,15 +397,23 @@ async def run_sandboxed(
     exit_code, sig = _exit_status(proc.returncode or 0, level, argv)
     if timed_out:
         exit_code, sig = None, int(signal.SIGKILL)
-    return ProcessResult(exit_code, sig, timed_out, output.text(), duration, level)
+    return ProcessResult(exit_code, sig, timed_out, output.text(), duration, level, stdout.text())
 
 
-async def _spawn(argv: list[str], workdir: Path, env: dict[str, str],
-                 limits: Limits) -> asyncio.subprocess.Process:
+async def _feed(stream: asyncio.StreamWriter, data: bytes) -> None:
+    """Write ``data`` to the program's stdin and close it; a program that stops reading is its own loss."""
+    with contextlib.suppress(ConnectionError, BrokenPipeError, OSError):
+        stream.write(data)
+        await stream.drain()
+        stream.close()
+
+
+async def _spawn(argv: list[str], workdir: Path, env: dict[str, str], limits: Limits, *,
+                 stdin: bool = False, split: bool = False) -> asyncio.subprocess.Process:
     try:
         return await asyncio.create_subprocess_exec(
-            *argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            *argv, cwd=workdir, env=env, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE if split else subprocess.STDOUT,
             start_new_session=True, preexec_fn=_limiter(limits))
     except OSError as exc:
         raise SandboxError(f"cannot start {argv[0]}: {exc}") from exc
@@ -432,7 +454,7 @@ async def _exited(proc: asyncio.subprocess.Process) -> None:
         os.close(fd)
 
 
-async def _cleanup(proc: asyncio.subprocess.Process, token: str, reader: asyncio.Task[None]) -> None:
+async def _cleanup(proc: asyncio.subprocess.Process, token: str, reader: asyncio.Future[Any]) -> None:
     # Runs on success, timeout and cancellation alike: whatever the program left behind
     # dies.  The first kill is synchronous so that even a second cancel cannot skip it.
     pending = _kill_once(proc.pid, token)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from kisystem.loop import sandbox
-from kisystem.loop.sandbox import (
+from kisystem.sandbox import process as sandbox
+from kisystem.sandbox import (
     Limits,
     ProcessResult,
     SandboxError,
