@@ -80,6 +80,7 @@ class ProcessResult:
     duration_s: float
     sandbox: SandboxLevel
     stdout: str = ""  # with ``split_stdout`` only
+    cpu_s: float | None = None  # user+system CPU of the whole run, measured from outside; None if unknown
 
     @property
     def succeeded(self) -> bool:

@@ -8,7 +8,7 @@ output is compared with a reference program's).
 from __future__ import annotations
 
 from kisystem.loop.taskspec import JudgeSpec, TaskSpec
-from kisystem.sandbox.judge.base import Judge, JudgeContext, Timing, Verdict
+from kisystem.sandbox.judge.base import Judge, JudgeContext, JudgeError, Timing, Verdict
 
 
 def judge_for(task: TaskSpec) -> Judge:
@@ -25,4 +25,4 @@ def judge_for(task: TaskSpec) -> Judge:
     return CompareJudge(task)
 
 
-__all__ = ["Judge", "JudgeContext", "Timing", "Verdict", "judge_for"]
+__all__ = ["Judge", "JudgeContext", "JudgeError", "Timing", "Verdict", "judge_for"]

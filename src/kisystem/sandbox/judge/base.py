@@ -13,9 +13,15 @@ from pathlib import Path
 from statistics import median
 from typing import Protocol
 
+from kisystem.errors import KisystemError
 from kisystem.sandbox.process import Limits, ProcessResult, SandboxLevel
 
 DETAIL_CHARS = 2000  # of a failure description shown to the model
+
+
+class JudgeError(KisystemError):
+    """The judge itself failed (its reference does not build, its script crashed): the
+    task is broken, not the candidate.  The loop aborts the run with this message."""
 
 
 @dataclass(frozen=True)
