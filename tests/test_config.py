@@ -39,6 +39,9 @@ SPEC_DEFAULTS = {
     "model_profile": "embedded",
     "inventory_file": None,
     "routing_policy": "spec",
+    "sandbox_min_level": "none",
+    "keep_workspaces": False,
+    "keep_failed_workspaces": 5,
 }
 
 # Verbatim from the Phase 7 guide, section 7.

@@ -24,6 +24,7 @@ ENV_PREFIX = "KISYSTEM_"
 DEFAULT_FILENAME = "optimization_config.json"
 SUM_TOLERANCE = 1e-6
 MODEL_PROFILES = ("embedded", "ollama")
+SANDBOX_LEVELS = ("bwrap", "unshare", "none")  # best first
 ROUTING_POLICIES = ("spec", "thompson")
 
 _KIND_NAMES = {int: "int", float: "float", bool: "bool", str: "string"}
@@ -170,6 +171,10 @@ class OptimizationConfig:
     inventory_file: str | None = _key(None, Rule(str, nullable=True))
     # How a task's start model is chosen: the seeds' meta bias + hybrid floor, or discounted Thompson sampling.
     routing_policy: str = _key("spec", Rule(str, choices=ROUTING_POLICIES))
+    # The sandbox: refuse to run generated code below this level; which workspaces outlive their run.
+    sandbox_min_level: str = _key("none", Rule(str, choices=SANDBOX_LEVELS))
+    keep_workspaces: bool = _bool(False)
+    keep_failed_workspaces: int = _int(5, 0, 1000)
 
     @classmethod
     def load(cls, path: str | Path) -> OptimizationConfig:

@@ -1,6 +1,6 @@
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,20 +10,34 @@ from kisystem.errors import UsageError
 from kisystem.cli.tasks_cmd import parse_range, tasks_group
 from kisystem.loop.extract import complete_from_prefix
 from kisystem.loop.humaneval import (
-    COMPLETION_STOP, TEST_FILE, humaneval_spec, import_humaneval, py_string, read_humaneval,
+    COMPLETION_STOP, REFERENCE_FILE, TESTS_FILE, humaneval_spec, import_humaneval, read_humaneval,
 )
-from kisystem.loop.scoring import parse_test_counts
-from kisystem.loop.taskspec import dump_task, load_task
+from kisystem.loop.taskspec import CALLS_TEST_COMMAND, dump_task, load_task
+from kisystem.sandbox.judge import judge_for
+from kisystem.sandbox.judge.base import JudgeContext, Verdict
+from kisystem.sandbox.process import Limits, detect_sandbox_level
 
 PROBLEMS = read_humaneval()
 
 
-def run_harness(tmp_path: Path, problem: dict, solution: str) -> subprocess.CompletedProcess:
-    work = tmp_path / problem["task_id"].replace("/", "_")
+@pytest.fixture
+def root() -> Iterator[Path]:
+    """Scratch space outside /tmp, where the sandbox's uid can reach it (see tests/sandbox/test_calls_judge.py)."""
+    path = Path(tempfile.mkdtemp(prefix="kisystem-he-", dir="/var/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+async def judge_solution(root: Path, problem: dict, solution: str) -> Verdict:
+    """The calls judge's verdict on ``solution`` for ``problem``."""
+    judge_dir, work = root / "judge", root / "work"
+    judge_dir.mkdir()
     work.mkdir()
-    (work / TEST_FILE).write_text(humaneval_spec(problem).fixed[TEST_FILE])
+    ctx = JudgeContext(judge_dir, detect_sandbox_level(), Limits(cpu_s=30), seed=11)
+    judge = judge_for(humaneval_spec(problem))
+    await judge.prepare(ctx)
     (work / "solution.py").write_text(solution)
-    return subprocess.run([sys.executable, TEST_FILE], cwd=work, capture_output=True, text=True, timeout=60)
+    return await judge.test(ctx, work, humaneval_spec(problem).test.timeout_s)
 
 
 def canonical(problem: dict) -> str:
@@ -37,11 +51,16 @@ def test_import_range_writes_loadable_specs(tmp_path):
     assert spec.id == "HumanEval_32" and spec.domain == "Python/General" and spec.language == "python"
     assert spec.solution_file == "solution.py"
     assert "`find_zero`" in spec.prompt and PROBLEMS[32]["prompt"] in spec.prompt and "```python" in spec.prompt
-    assert (spec.test.command, spec.test.timeout_s) == ("python test_solution.py", 10.0)
+    assert (spec.test.command, spec.test.timeout_s) == (CALLS_TEST_COMMAND, 10.0)
     assert (spec.build.command, spec.build.timeout_s) == ("python -m py_compile solution.py", 30.0)
     assert spec.completion.prefix == PROBLEMS[32]["prompt"]
     assert spec.completion.stop == COMPLETION_STOP
-    assert list(spec.fixed) == [TEST_FILE]
+    assert dict(spec.fixed) == {} and spec.trusted
+    judge = spec.judge
+    assert (judge.kind, judge.entry_point, judge.tests, judge.reference) == ("calls", "find_zero", TESTS_FILE,
+                                                                             REFERENCE_FILE)
+    assert judge.files[TESTS_FILE].index("def poly(") < judge.files[TESTS_FILE].index("def check(candidate)")
+    assert judge.files[REFERENCE_FILE] == canonical(PROBLEMS[32])
 
 
 def test_every_problem_round_trips_through_toml(tmp_path):
@@ -57,50 +76,31 @@ def test_import_rejects_bad_range(tmp_path):
         import_humaneval(tmp_path, 5, 5)
 
 
-def test_canonical_solutions_pass_for_all_problems(tmp_path):
-    def one(problem):
-        result = run_harness(tmp_path, problem, canonical(problem))
-        return problem["task_id"], result.returncode, result.stdout
-
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(one, PROBLEMS))
-    failures = [(task, out[-300:]) for task, code, out in results if code != 0]
-    assert failures == []
-    for task, _, out in results:
-        counts = parse_test_counts(out)
-        assert counts is not None and counts.passed == counts.total > 0, task
-
-
 @pytest.mark.parametrize("index", [32, 38, 50, 53])
-def test_loop_based_checks_fail_wrong_solutions(tmp_path, index):
+async def test_loop_based_checks_fail_wrong_solutions(root, index):
     problem = PROBLEMS[index]
-    wrong = problem["prompt"] + "    return 0\n"
-    result = run_harness(tmp_path, problem, wrong)
-    counts = parse_test_counts(result.stdout)
-    assert result.returncode != 0
-    assert counts.passed < counts.total
-    assert "FAILED test" in result.stdout
+    verdict = await judge_solution(root, problem, problem["prompt"] + "    return 0\n")
+    assert verdict.passed < verdict.total and not verdict.ok
+    assert verdict.detail.startswith("FAILED test")
 
 
-def test_loop_problem_counts_each_assert_statement(tmp_path):
-    result = run_harness(tmp_path, PROBLEMS[53], canonical(PROBLEMS[53]))
-    assert "KISYSTEM_TESTS passed=6 total=6" in result.stdout
+async def test_loop_problem_counts_each_assert_statement(root):
+    verdict = await judge_solution(root, PROBLEMS[53], canonical(PROBLEMS[53]))
+    assert (verdict.passed, verdict.total) == (6, 6)
 
 
-def test_partial_solution_reports_counts_and_first_failure(tmp_path):
-    problem = PROBLEMS[0]
-    result = run_harness(tmp_path, problem, "def has_close_elements(numbers, threshold):\n    return False\n")
-    assert result.returncode == 1
-    assert result.stdout.strip().endswith("KISYSTEM_TESTS passed=3 total=7")
-    assert "FAILED test 1 of 7:" in result.stdout
-    assert "assert candidate([1.0, 2.0, 3.9, 4.0, 5.0, 2.2], 0.3) == True" in result.stdout
-    assert "actual: False  expected: True" in result.stdout
+async def test_partial_solution_reports_counts_and_first_failure(root):
+    verdict = await judge_solution(root, PROBLEMS[0], "def has_close_elements(numbers, threshold):\n    return False\n")
+    assert (verdict.passed, verdict.total) == (3, 7)
+    assert "FAILED test 1 of 7:" in verdict.detail
+    assert "assert candidate([1.0, 2.0, 3.9, 4.0, 5.0, 2.2], 0.3) == True" in verdict.detail
+    assert "actual: False  expected: True" in verdict.detail
 
 
-def test_exception_in_solution_names_its_line(tmp_path):
-    result = run_harness(tmp_path, PROBLEMS[0], "def has_close_elements(numbers, threshold):\n    return 1 / 0\n")
-    assert "raised ZeroDivisionError: division by zero (solution.py line 2)" in result.stdout
-    assert "passed=0 total=7" in result.stdout
+async def test_exception_in_solution_names_its_line(root):
+    verdict = await judge_solution(root, PROBLEMS[0], "def has_close_elements(numbers, threshold):\n    return 1 / 0\n")
+    assert "raised ZeroDivisionError: division by zero (solution.py line 2)" in verdict.detail
+    assert (verdict.passed, verdict.total) == (0, 7)
 
 
 @pytest.mark.parametrize("solution, message", [
@@ -108,37 +108,33 @@ def test_exception_in_solution_names_its_line(tmp_path):
     ("def other():\n    pass\n", "defines no function has_close_elements()"),
     ("import sys\nsys.exit(0)\n", "SystemExit"),
 ])
-def test_unloadable_solution_fails_all(tmp_path, solution, message):
-    result = run_harness(tmp_path, PROBLEMS[0], solution)
-    assert result.returncode == 1
-    assert message in result.stdout and "KISYSTEM_TESTS passed=0 total=7" in result.stdout
+async def test_unloadable_solution_fails_all(root, solution, message):
+    verdict = await judge_solution(root, PROBLEMS[0], solution)
+    assert message in verdict.detail and "cannot load has_close_elements from solution.py" in verdict.detail
+    assert (verdict.passed, verdict.total) == (0, 7)
 
 
-def test_hanging_solution_times_out_within_the_test_timeout(tmp_path):
-    result = run_harness(tmp_path, PROBLEMS[53], "def add(x, y):\n    while True:\n        pass\n")
-    assert "timed out" in result.stdout and "passed=0 total=6" in result.stdout
+async def test_hanging_solution_times_out_within_the_test_timeout(root):
+    verdict = await judge_solution(root, PROBLEMS[53], "def add(x, y):\n    while True:\n        pass\n")
+    assert "timed out" in verdict.detail and (verdict.passed, verdict.total) == (0, 6)
+    assert verdict.candidate.duration_s < 12
 
 
-def test_tests_use_reference_helpers_not_the_solutions(tmp_path):
+async def test_tests_use_reference_helpers_not_the_solutions(root):
     problem = PROBLEMS[38]
     solution = (canonical(problem) + "\n\ndef encode_cyclic(s):\n    return s\n")
-    result = run_harness(tmp_path, problem, solution)
-    assert "passed=0" in result.stdout  # the solution's own helper breaks its decode, not the test
+    verdict = await judge_solution(root, problem, solution)
+    assert verdict.passed == 0  # the solution's own helper breaks its decode, not the test
 
 
-def test_completion_mode_with_canonical_completion(tmp_path):
+async def test_completion_mode_with_canonical_completion(root):
     problem = PROBLEMS[10]
     spec = humaneval_spec(problem)
     noisy = problem["canonical_solution"] + "\n\ndef test():\n    pass\n\nprint(make_palindrome('x'))\n"
     code = complete_from_prefix(spec.completion.prefix, noisy, spec.completion.stop)
     assert "def test" not in code and "print(" not in code
-    result = run_harness(tmp_path, problem, code)
-    assert result.returncode == 0, result.stdout
-
-
-@pytest.mark.parametrize("text", ['a"""b', 'ends"', "back\\slash", "\x00ctl", "plain\n", "'''"])
-def test_py_string_is_exact(text):
-    assert eval(py_string(text)) == text
+    verdict = await judge_solution(root, problem, code)
+    assert verdict.ok, verdict.detail
 
 
 def test_cli_import_and_check(tmp_path):

@@ -196,9 +196,11 @@ async def test_environment_is_scrubbed(level: SandboxLevel, tmp_path: Path,
     result = await run(level, tmp_path, py(SHOW_ENV, str(os.getpid())), env_extra={"EXTRA": "yes"})
     env = json.loads(result.output.splitlines()[0])
     assert env["HOME"] == str(tmp_path.resolve())
-    assert env["TMPDIR"].startswith(str(tmp_path.resolve()))
+    # bwrap gives the run its own /tmp; elsewhere the host's /tmp is shared, so use the workdir
+    assert env["TMPDIR"] == "/tmp" if level is SandboxLevel.BWRAP else env["TMPDIR"].startswith(str(tmp_path.resolve()))
     assert env["LANG"] == "C.UTF-8" and env["PYTHONDONTWRITEBYTECODE"] == "1" and env["EXTRA"] == "yes"
-    assert env["PATH"].split(":")[0] == os.path.dirname(sys.executable)
+    # the interpreter's base prefix, not a virtualenv inside the project (not visible under bwrap)
+    assert env["PATH"].split(":")[0] == os.path.join(sys.base_prefix, "bin")
     assert f"EXE {os.path.realpath(sys.executable)}" in result.output
     assert "KISYSTEM_TEST_SECRET" not in env
     if level is not SandboxLevel.NONE:  # the namespaces hide our /proc/PID/environ too
@@ -362,6 +364,39 @@ async def test_missing_workdir_or_wrapper_is_a_sandbox_error(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SandboxError, match="not a directory"):
         await run_sandboxed("true", tmp_path / "nope", 5, LIMITS)
-    monkeypatch.setattr(sandbox, "_command_argv", lambda command: ["/nonexistent/program"])
+    monkeypatch.setattr(sandbox, "_full_argv", lambda *args: ["/nonexistent/program"])
     with pytest.raises(SandboxError, match="cannot start"):
         await run_sandboxed("true", tmp_path, 5, LIMITS, level=SandboxLevel.NONE)
+
+
+@pytest.mark.parametrize("delay_s", [0.0, 0.001, 0.005, 0.02, 0.1])
+async def test_cancel_at_any_moment_leaves_nothing(level: SandboxLevel, tmp_path: Path, delay_s: float) -> None:
+    """Also while the process is still being spawned (delay 0 and 1 ms)."""
+    marker = uuid.uuid4().hex
+    task = asyncio.create_task(run(level, tmp_path, py(TREE, marker), timeout_s=600))
+    await asyncio.sleep(delay_s)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.3)  # a leaked tree would have started by now
+    assert marked(marker) == {}
+
+
+async def test_cpu_time_is_measured_from_outside(level: SandboxLevel, tmp_path: Path) -> None:
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass"
+    # the burner is an orphan (its parent exits at once): its CPU time must still count
+    script = f"(setsid python -c '{burn}' &); sleep 1.2; echo 'print(1)' > t.py; python -m py_compile t.py"
+    result = await run(level, tmp_path, script)
+    assert result.succeeded, result.output
+    if level is SandboxLevel.NONE:
+        assert result.cpu_s is None
+    else:
+        assert result.cpu_s is not None and 0.5 <= result.cpu_s < 1.2, result.cpu_s
+
+
+async def test_gcc_builds_under_the_process_limit(level: SandboxLevel, tmp_path: Path) -> None:
+    if not sandbox.shutil.which("gcc"):
+        pytest.skip("no gcc")
+    (tmp_path / "m.c").write_text('#include <stdio.h>\nint main(void){puts("built");return 0;}\n')
+    result = await run(level, tmp_path, "gcc -O2 -o m m.c && ./m", limits=Limits(cpu_s=30, processes=32))
+    assert result.succeeded and "built" in result.output, result.output

@@ -33,13 +33,13 @@ def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
 
 def test_blank_database_gets_full_schema(tmp_path: Path) -> None:
     with LearningStore.open(tmp_path / "learning.db") as store:
-        assert store.schema_version() == LATEST_VERSION == 4
+        assert store.schema_version() == LATEST_VERSION == 5
     conn = sqlite3.connect(tmp_path / "learning.db")
     assert _names(conn, "table") == {"runs", "run_events", "domain_agg", "domain_model_agg", *QUEUE_TABLES}
     assert _names(conn, "index") == {"idx_runs_domain_ts", "idx_runs_domain_model_ts", "idx_run_events_run",
                                      *QUEUE_INDEXES}
     assert _names(conn, "trigger") == {"run_events_no_update", "run_events_no_delete", *QUEUE_TRIGGERS}
-    assert _columns(conn, "runs") == SPEC_FIELDS | {"sandbox"}
+    assert _columns(conn, "runs") == SPEC_FIELDS | {"sandbox", "judge"}
     assert _columns(conn, "run_events") == {"id", "run_id", "ts", "kind", "payload"}
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 

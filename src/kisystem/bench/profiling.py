@@ -2,9 +2,10 @@
 
 A scripted sequence of candidate versions of the pack's matmul task plays a model that
 improves its code step by step; two of them are deliberately slowed copies of the
-version before (the injected regressions).  Every version is real C, built and tested
-with the task's own commands in a fresh sandboxed workspace, then profiled by a
-two-tier profiler and by an always-full one, in one process and on the same build.
+version before (the injected regressions).  Every version is real C, built with the
+task's own command in a fresh sandboxed workspace and tested by the task's judge, then
+profiled by a two-tier profiler and by an always-full one (tier 0: the judge's timing of
+candidate and reference from outside), in one process and on the same build.
 Which profiler goes first alternates per iteration, so load drifting on the machine
 hits both alike.  No model is involved.
 """
@@ -23,10 +24,11 @@ from rich.table import Table
 from kisystem.config import OptimizationConfig
 from kisystem.errors import KisystemError
 from kisystem.loop.categorizer import Phase
-from kisystem.loop.phases import PhaseRunner
+from kisystem.loop.phases import PhaseRunner, limits_for
 from kisystem.loop.profiling import ProfileResult, TimeSavings, TwoTierProfiler
 from kisystem.loop.taskspec import TaskSpec
 from kisystem.loop.workspace import Workspace
+from kisystem.sandbox.judge.session import JudgedRun, judged_run
 from kisystem.taskpack import pack_task
 
 TASK_ID = "pack.matmul"
@@ -235,33 +237,40 @@ async def run_profiling_bench(iterations: int | None = None, size: int | None = 
     phases = PhaseRunner(config)
     two_tier = TwoTierProfiler(phases, config.two_tier_profiling)
     always_full = TwoTierProfiler(phases, config.two_tier_profiling, always_full=True)
+    limits = limits_for(task.language, task.test.timeout_s)
     with tempfile.TemporaryDirectory(prefix="kisystem-bench-profiling-", dir=workdir) as tmp:
         rows = []
-        for i, version in enumerate(steps):
-            workspace = await _built(phases, task, Path(tmp), i, version)
-            first, second = (two_tier, always_full) if i % 2 == 0 else (always_full, two_tier)
-            results = {id(first): await first.profile(task, workspace, "bench", i),
-                       id(second): await second.profile(task, workspace, "bench", i)}
-            rows.append(Row(i, version, results[id(two_tier)], results[id(always_full)]))
-            if progress:
-                progress(rows[-1])
+        async with judged_run(task, Path(tmp), phases.level, limits) as judged:
+            assert judged is not None, "the pack's tasks are judged"
+            for i, version in enumerate(steps):
+                workspace = await _built(phases, task, judged, Path(tmp), i, version)
+                first, second = (two_tier, always_full) if i % 2 == 0 else (always_full, two_tier)
+                results = {id(first): await first.profile(task, workspace, "bench", i, judged),
+                           id(second): await second.profile(task, workspace, "bench", i, judged)}
+                rows.append(Row(i, version, results[id(two_tier)], results[id(always_full)]))
+                if progress:
+                    progress(rows[-1])
     return ProfilingBenchResult(rows, two_tier.get_time_savings(), always_full.get_time_savings(), size)
 
 
 def _sized(task: TaskSpec, size: int | None) -> TaskSpec:
-    if size is None or task.profile is None:
+    """The task with its benchmark (candidate's and reference's alike) at ``size``."""
+    if size is None or task.profile is None or task.judge is None:
         return task
-    command = f"export KISYSTEM_BENCH_SIZE={int(size)}; {task.profile.command}"
-    return replace(task, profile=replace(task.profile, command=command))
+    prefix = f"export KISYSTEM_BENCH_SIZE={int(size)}; "
+    return replace(task, profile=replace(task.profile, command=prefix + task.profile.command),
+                   judge=replace(task.judge, command=prefix + (task.judge.command or "")))
 
 
-async def _built(phases: PhaseRunner, task: TaskSpec, root: Path, i: int, version: Version) -> Workspace:
+async def _built(phases: PhaseRunner, task: TaskSpec, judged: JudgedRun, root: Path, i: int,
+                 version: Version) -> Workspace:
     workspace = Workspace.create(root, "bench", i)
     workspace.write_files({task.solution_file: version.code})
-    for phase, spec in ((Phase.BUILD, task.build), (Phase.TEST, task.test)):
-        run = await phases.run(phase, spec, workspace, task.fixed, task.language)
-        if not run.ok:
-            raise KisystemError(f"bench version {version.name!r} failed its {phase}: {run.result.output[-800:]}")
+    assert task.build is not None
+    build = await phases.run(Phase.BUILD, task.build, workspace, task.fixed, task.language)
+    test = await phases.run_judged(judged, workspace, task.fixed, task.test.timeout_s) if build.ok else build
+    if not test.ok:
+        raise KisystemError(f"bench version {version.name!r} failed its {test.phase}: {test.result.output[-800:]}")
     return workspace
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import click
@@ -12,23 +12,31 @@ from rich.table import Table
 
 from kisystem.cli.context import AppContext, pass_app
 from kisystem.cli.live import LiveView
+from kisystem.config import OptimizationConfig
 from kisystem.loop.session import loop_session
 from kisystem.loop.supervisor import TaskResult
-from kisystem.loop.taskspec import TaskSpec, load_tasks
+from kisystem.loop.taskspec import SELF_REPORTED, TaskSpec, load_tasks
 
 
 @click.command("run")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model", help="Start with this model instead of the domain's start model.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+@click.option("--keep-workspaces", is_flag=True,
+              help="Keep every run's workspaces (default: removed, but for the last failed runs).")
 @pass_app
-def run(app: AppContext, paths: tuple[Path, ...], model: str | None, as_json: bool) -> None:
+def run(app: AppContext, paths: tuple[Path, ...], model: str | None, as_json: bool, keep_workspaces: bool) -> None:
     """Run the loop on TASK.toml files (or directories of them) until each task exits."""
     inventory = app.inventory
     tasks = load_tasks(paths, inventory.domains)
     if model:
         inventory.model(model)  # an unknown model is a usage error before anything starts
-    results = asyncio.run(_run_all(app, tasks, model))
+    config = replace(app.config, keep_workspaces=True) if keep_workspaces else app.config
+    for task in tasks:
+        if not task.trusted:
+            app.err_console.print(f"[yellow]warning: {task.id} has no [judge]: its result is self-reported by "
+                                  "the program and cannot be trusted[/yellow]")
+    results = asyncio.run(_run_all(app, config, tasks, model))
     if as_json:
         click.echo(json.dumps([asdict(r) for r in results], indent=2))
     else:
@@ -37,18 +45,24 @@ def run(app: AppContext, paths: tuple[Path, ...], model: str | None, as_json: bo
     return 0 if all(r.solved for r in results) else 1
 
 
-async def _run_all(app: AppContext, tasks: list[TaskSpec], model: str | None) -> list[TaskResult]:
+async def _run_all(app: AppContext, config: OptimizationConfig, tasks: list[TaskSpec],
+                   model: str | None) -> list[TaskResult]:
     with LiveView(app.err_console) as view:
-        async with loop_session(app.config, app.inventory, app.paths, on_event=view,
+        async with loop_session(config, app.inventory, app.paths, on_event=view,
                                 warn=lambda msg: app.err_console.print(f"[yellow]warning: {msg}[/yellow]")) as sup:
             return [await sup.run_task(task, start_model=model) for task in tasks]
 
 
 def results_table(results: list[TaskResult]) -> Table:
     table = Table(title="results")
-    for col in ("task", "outcome", "score", "iterations", "models tried", "tokens", "time"):
+    for col in ("task", "outcome", "score", "judged by", "iterations", "models tried", "tokens", "time"):
         table.add_column(col)
     for r in results:
-        table.add_row(r.task, r.outcome, f"{r.score:.0f}", str(r.iterations), " -> ".join(r.models_tried),
-                      str(r.tokens), f"{r.wall_s:.1f} s")
+        table.add_row(r.task, r.outcome, f"{r.score:.0f}", judged_label(r.judged_by), str(r.iterations),
+                      " -> ".join(r.models_tried), str(r.tokens), f"{r.wall_s:.1f} s")
     return table
+
+
+def judged_label(judged_by: str) -> str:
+    """How a report names who decided a result; a self-reported one is marked untrusted."""
+    return f"judge ({judged_by})" if judged_by != SELF_REPORTED else "UNTRUSTED (self-reported)"

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import AsyncIterator, Callable, Mapping
 
 from kisystem.errors import BackendError, BackendTimeout
 from kisystem.loop import prompts
 from kisystem.loop.categorizer import ErrorInfo, Phase
 from kisystem.loop.extract import ExtractError, complete_from_prefix, extract_files
-from kisystem.loop.phases import PhaseRun, PhaseRunner
+from kisystem.loop.phases import PhaseRun, PhaseRunner, limits_for
 from kisystem.loop.profiling import TwoTierProfiler
 from kisystem.loop.scoring import PerformanceParser, ScoreInput
 from kisystem.loop.taskspec import TaskSpec
-from kisystem.loop.workspace import UnsafePathError, Workspace
+from kisystem.loop.workspace import UnsafePathError, Workspace, WorkspaceKeeping
 from kisystem.models.base import Generation, GenerationRequest, Mode
+from kisystem.sandbox.judge.session import JudgedRun, judged_run
 
 CHAT_MAX_TOKENS = 400
 COMPLETION_MAX_TOKENS = 256
@@ -80,15 +82,33 @@ class AttemptRunner:
     """Turns a model's answer into a scored attempt in a fresh workspace."""
 
     def __init__(self, phases: PhaseRunner, workspaces_root: Path, parser: PerformanceParser | None = None,
-                 profiler: TwoTierProfiler | None = None) -> None:
+                 profiler: TwoTierProfiler | None = None, keeping: WorkspaceKeeping | None = None) -> None:
         self.phases = phases
         self.root = workspaces_root
+        self.keeping = keeping or WorkspaceKeeping()
         self.parser = parser or PerformanceParser()
         self.profiler = profiler or TwoTierProfiler(phases, parser=self.parser)
+        self._judged: dict[str, JudgedRun | None] = {}
 
     @property
     def level(self):
         return self.phases.level
+
+    @contextlib.asynccontextmanager
+    async def task_run(self, task: TaskSpec, run_id: str) -> AsyncIterator[JudgedRun | None]:
+        """Everything one task run's attempts share: its judge (prepared once, with the
+        run's seed), kept until the run ends."""
+        limits = limits_for(task.language, task.test.timeout_s)
+        async with judged_run(task, self.root.resolve() / run_id, self.level, limits) as judged:
+            self._judged[run_id] = judged
+            try:
+                yield judged
+            finally:
+                self._judged.pop(run_id, None)
+
+    def retire(self, run_id: str, *, solved: bool) -> None:
+        """Remove the run's workspaces and judge directory, or keep them (see WorkspaceKeeping)."""
+        self.keeping.retire(self.root.resolve(), run_id, solved=solved)
 
     def request_for(self, task: TaskSpec, model: str, mode: Mode, feedback: prompts.Feedback | None,
                     tries_on_model: int) -> GenerationRequest:
@@ -136,15 +156,14 @@ class AttemptRunner:
             attempt.t_build = build.duration_s
             if not build.ok:
                 return self._failed(attempt, build, emit)
-        test = await self._phase(Phase.TEST, task, workspace, emit)
+        judged = self._judged.get(run_id)
+        test = await (self._judged_test(task, judged, workspace, emit) if judged
+                      else self._phase(Phase.TEST, task, workspace, emit))
         attempt.t_test = test.duration_s
         metrics: Mapping[str, float] = {}
         if test.ok and task.profile:
             metrics = await self._profile(task, workspace, attempt, emit, run_id, iteration)
-        reference = task.profile.reference_time_s if task.profile else None
-        attempt.score = self.parser.score(ScoreInput.from_metrics(
-            build_ok=True, test_ok=test.ok, test_output=test.result.output,
-            metrics=metrics, reference_time_s=reference))
+        attempt.score = self.parser.score(_score_input(task, test, metrics))
         if not test.ok:
             attempt.failure = Failure.from_info(test.error)
         emit("score", score=attempt.score, error=attempt.failure.error_type if attempt.failure else None)
@@ -153,7 +172,7 @@ class AttemptRunner:
     async def _profile(self, task: TaskSpec, workspace: Workspace, attempt: Attempt, emit: Emit,
                        run_id: str, iteration: int) -> Mapping[str, float]:
         """Two-tier profile; its key figures go to the optimize prompt, tier and metrics to the DB."""
-        result = await self.profiler.profile(task, workspace, run_id, iteration)
+        result = await self.profiler.profile(task, workspace, run_id, iteration, self._judged.get(run_id))
         attempt.t_profile = result.seconds
         attempt.profile_note = result.note()
         emit("profile", **result.payload())
@@ -166,7 +185,25 @@ class AttemptRunner:
              error=run.error.to_dict() if run.error else None)
         return run
 
+    async def _judged_test(self, task: TaskSpec, judged: JudgedRun, workspace: Workspace, emit: Emit) -> PhaseRun:
+        run = await self.phases.run_judged(judged, workspace, task.fixed, task.test.timeout_s)
+        verdict = run.verdict
+        emit("test", ok=run.ok, seconds=round(run.duration_s, 3), attempts=run.attempts, judged=True,
+             passed=verdict.passed if verdict else None, total=verdict.total if verdict else None,
+             error=run.error.to_dict() if run.error else None)
+        return run
+
     def _failed(self, attempt: Attempt, run: PhaseRun, emit: Emit) -> Attempt:
         attempt.failure = Failure.from_info(run.error)
         emit("score", score=0.0, error=attempt.failure.error_type)
         return attempt
+
+
+def _score_input(task: TaskSpec, test: PhaseRun, metrics: Mapping[str, float]) -> ScoreInput:
+    """A judged test's counts come from the verdict; a self-reported one's from its output."""
+    reference = task.profile.reference_time_s if task.profile else None
+    scored = ScoreInput.from_metrics(build_ok=True, test_ok=test.ok, test_output=test.result.output,
+                                     metrics=metrics, reference_time_s=reference)
+    if test.verdict is None:
+        return scored
+    return replace(scored, tests_passed=test.verdict.passed, tests_total=test.verdict.total)

@@ -5,18 +5,23 @@ from outside, infrastructure), up to ``retry_build/test/profile`` times (DESIGN 
 4).  A deterministic failure ends the phase at once with the categorizer's verdict.
 Builds share a semaphore of ``max_concurrent_builds`` across every task; profiles run
 one at a time.  Fixed files are restored before every run and mounted read-only.
+A task with a judge is tested by it (:meth:`PhaseRunner.run_judged`): the result is the
+judge's verdict, never the program's own report.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import AsyncIterator, Mapping
 
-from kisystem.config import OptimizationConfig
+from kisystem.config import SANDBOX_LEVELS, OptimizationConfig
+from kisystem.errors import UsageError
 from kisystem.loop.categorizer import ErrorCategorizer, ErrorInfo, Phase
 from kisystem.sandbox import Limits, ProcessResult, SandboxLevel, detect_sandbox_level, run_sandboxed
+from kisystem.sandbox.judge.base import Timing, Verdict
+from kisystem.sandbox.judge.session import JudgedRun
 from kisystem.loop.taskspec import PhaseSpec
 from kisystem.loop.workspace import Workspace
 
@@ -30,10 +35,19 @@ class PhaseRun:
     attempts: int
     duration_s: float  # all attempts together
     error: ErrorInfo | None  # None when the phase succeeded
+    verdict: Verdict | None = None  # a judged test's result
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+def require_level(level: SandboxLevel, minimum: str) -> None:
+    """Refuse a sandbox below the configured ``sandbox_min_level``."""
+    if SANDBOX_LEVELS.index(str(level)) > SANDBOX_LEVELS.index(minimum):
+        raise UsageError(f"the sandbox here is {level!s}, below sandbox_min_level {minimum!r}: install bubblewrap "
+                         f"(or run as root for unshare), or lower sandbox_min_level (allowed: "
+                         f"{', '.join(SANDBOX_LEVELS)})")
 
 
 def limits_for(language: str, timeout_s: float) -> Limits:
@@ -47,6 +61,7 @@ class PhaseRunner:
     def __init__(self, config: OptimizationConfig, level: SandboxLevel | None = None,
                  categorizer: ErrorCategorizer | None = None) -> None:
         self.level = level or detect_sandbox_level()
+        require_level(self.level, config.sandbox_min_level)
         self.categorizer = categorizer or ErrorCategorizer()
         self.retries = {Phase.BUILD: config.retry_build, Phase.TEST: config.retry_test,
                         Phase.PROFILE: config.retry_profile}
@@ -72,6 +87,31 @@ class PhaseRunner:
                     break
         return PhaseRun(phase, result, attempt, spent, error)
 
+    async def run_judged(self, judged: JudgedRun, workspace: Workspace, fixed: Mapping[str, str],
+                         timeout_s: float) -> PhaseRun:
+        """The test phase of a judged task; retried like :meth:`run` when transient."""
+        spent, attempt = 0.0, 0
+        while True:
+            attempt += 1
+            workspace.restore_fixed(fixed)
+            verdict = await judged.test(workspace.path, timeout_s)
+            result = _judged_result(verdict)
+            spent += verdict.candidate.duration_s
+            if verdict.ok:
+                return PhaseRun(Phase.TEST, result, attempt, spent, None, verdict)
+            exit_code = 1 if result.exit_code == 0 else result.exit_code  # exit 0 cannot pass a failed judgement
+            error = self.categorizer.categorize(Phase.TEST, exit_code, result.output,
+                                                timed_out=result.timed_out, signal=result.signal)
+            if not error.transient or attempt > self.retries[Phase.TEST]:
+                return PhaseRun(Phase.TEST, result, attempt, spent, error, verdict)
+
+    async def time_judged(self, judged: JudgedRun, workspace: Workspace, fixed: Mapping[str, str],
+                          timeout_s: float, rounds: int) -> Timing:
+        """Timing by the judge, from outside the candidate; one profile at a time, like :meth:`run`."""
+        async with self._gate(Phase.PROFILE):
+            workspace.restore_fixed(fixed)
+            return await judged.time(workspace.path, timeout_s, rounds)
+
     @contextlib.asynccontextmanager
     async def _gate(self, phase: Phase) -> AsyncIterator[None]:
         gate = {Phase.BUILD: self._build_slots, Phase.PROFILE: self._profile_lock}.get(phase)
@@ -80,3 +120,12 @@ class PhaseRunner:
             return
         async with gate:
             yield
+
+
+def _judged_result(verdict: Verdict) -> ProcessResult:
+    """The candidate's process result, its log followed by the judge's finding."""
+    notes = [verdict.candidate.output.rstrip(), verdict.detail]
+    if verdict.skipped:
+        notes.append(f"skipped: {verdict.skipped}")
+    notes.append(f"judge: {verdict.passed} of {verdict.total} tests passed")
+    return replace(verdict.candidate, output="\n".join(n for n in notes if n))

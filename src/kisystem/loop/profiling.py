@@ -56,13 +56,16 @@ from kisystem.loop.profile_parsers import (  # noqa: F401  (re-exported: the par
     parse_tool_output,
 )
 from kisystem.loop.scoring import PerformanceParser, ScoreInput
+from kisystem.sandbox.judge.base import Timing
 from kisystem.loop.taskspec import PhaseSpec, TaskSpec
 from kisystem.loop.workspace import Workspace
+from kisystem.sandbox.judge.session import JudgedRun
 
 log = logging.getLogger(__name__)
 
 ENV_WARMUP, ENV_REPEATS, ENV_MIN_MS = "KISYSTEM_BENCH_WARMUP", "KISYSTEM_BENCH_REPEATS", "KISYSTEM_BENCH_MIN_MS"
 TIER0_WARMUP, TIER0_REPEATS, TIER0_MIN_MS = 1, 9, 100  # rounds spread over 0.1 s outlast a burst of load
+JUDGED_ROUNDS = 5  # whole-process rounds of candidate and reference, timed by the judge
 GENERIC_REPEATS, GENERIC_BUDGET_S = 3, 10.0  # re-runs of a program without bench lines
 PROFILE_DIR = ".kisystem-profile"
 REGRESSION_FLOOR, REGRESSION_CAP, NOISE_SIGMAS = 0.15, 0.50, 3.0
@@ -380,12 +383,22 @@ class _Job:
     phases: PhaseRunner
     task: TaskSpec
     workspace: Workspace
+    judged: JudgedRun | None = None
     spent: float = 0.0
 
     @property
     def command(self) -> str:
         assert self.task.profile is not None
+        if self.judged is not None:  # the judge's protocol: the same workload it times
+            return f"{self.task.profile.command} bench {self.judged.ctx.seed}"
         return self.task.profile.command
+
+    async def time_judged(self) -> Timing:
+        assert self.task.profile is not None and self.judged is not None
+        timing = await self.phases.time_judged(self.judged, self.workspace, self.task.fixed,
+                                               self.task.profile.timeout_s, JUDGED_ROUNDS)
+        self.spent += sum(timing.candidate_s) + sum(timing.reference_s)
+        return timing
 
     async def run(self, command: str) -> PhaseRun:
         assert self.task.profile is not None
@@ -434,11 +447,14 @@ class TwoTierProfiler:
     def from_config(cls, phases: PhaseRunner, config: OptimizationConfig) -> TwoTierProfiler:
         return cls(phases, config.two_tier_profiling, always_full=not config.enable_two_tier_profiling)
 
-    async def profile(self, task: TaskSpec, workspace: Workspace, run_key: str, iteration: int) -> ProfileResult:
-        """Tier 0 always; tier 1 on top when :meth:`should_full_profile` says so."""
+    async def profile(self, task: TaskSpec, workspace: Workspace, run_key: str, iteration: int,
+                      judged: JudgedRun | None = None) -> ProfileResult:
+        """Tier 0 always; tier 1 on top when :meth:`should_full_profile` says so.  With a
+        judge, tier 0 is the judge's timing from outside the candidate, and scores rest on it
+        alone: what a full profiler reports from inside the workspace only informs the prompt."""
         if task.profile is None:
             raise ValueError(f"task {task.id} has no profile phase")
-        job = _Job(self.phases, task, workspace)
+        job = _Job(self.phases, task, workspace, judged)
         tier0 = await self._tier0(job)
         if tier0.bench is None:
             return self._record(run_key, ProfileResult(0, "microbench", "tier 0", tier0_s=job.spent,
@@ -492,6 +508,8 @@ class TwoTierProfiler:
         return TimeSavings.from_records(self.history)
 
     async def _tier0(self, job: _Job) -> _Tier0:
+        if job.judged is not None:
+            return self._judged_tier0(await job.time_judged())
         run = await job.run(_env_prefix(TIER0_WARMUP, TIER0_REPEATS, TIER0_MIN_MS) + job.command)
         if not run.ok:
             return _Tier0(None, error=run.error)
@@ -501,6 +519,14 @@ class TwoTierProfiler:
         if candidate:
             return _Tier0(Microbench.from_samples(candidate, reference))
         return await self._rerun(job, run.result.duration_s)
+
+    def _judged_tier0(self, timing: Timing) -> _Tier0:
+        if timing.skipped:
+            return _Tier0(None, skipped=timing.skipped)
+        if not timing.ok:
+            error = self.phases.categorizer.categorize(Phase.PROFILE, 1, timing.error or "the judge timed nothing")
+            return _Tier0(None, error=error)
+        return _Tier0(Microbench.from_samples(timing.candidate_s, timing.reference_s))
 
     async def _rerun(self, job: _Job, first_s: float) -> _Tier0:
         """A program without bench lines: the first run was the warm-up; time a few more."""
@@ -522,7 +548,7 @@ class TwoTierProfiler:
             report = await self._run_tool(job, tool)
             if report is not None:
                 used.append(tool)
-                metrics.update(report.metrics)
+                metrics = {**report.metrics, **metrics}  # tier 0's figures win: a tool's output file is in the workspace
                 hotspots = hotspots or report.hotspots
         if not used:
             return replace(base, reason=f"{base.reason}; no full profiler for this program",

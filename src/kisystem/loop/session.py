@@ -13,6 +13,7 @@ from kisystem.loop.attempt import AttemptRunner
 from kisystem.loop.phases import PhaseRunner
 from kisystem.loop.profiling import TwoTierProfiler
 from kisystem.loop.supervisor import LoopEvent, Supervisor
+from kisystem.loop.workspace import WorkspaceKeeping
 from kisystem.models.client import ModelClient
 from kisystem.models.inventory import Inventory
 from kisystem.models.server import EmbeddedFleet
@@ -20,6 +21,7 @@ from kisystem.paths import Paths
 from kisystem.routing.hybrid import HybridDecision, HybridFloor
 from kisystem.routing.meta import MetaSupervisor
 from kisystem.routing.policy import make_policy
+from kisystem.sandbox import SandboxLevel, describe_level
 from kisystem.store.learning import LearningStore
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,9 @@ async def loop_session(config: OptimizationConfig, inventory: Inventory, paths: 
                        db: Path | None = None, on_event: Callable[[LoopEvent], None] | None = None,
                        warn: Callable[[str], None] = log.warning) -> AsyncIterator[Supervisor]:
     """Open the store, start embedded models if the inventory has any, and yield a Supervisor."""
+    phases = PhaseRunner(config)  # first: a sandbox below sandbox_min_level refuses before models start
+    if phases.level is not SandboxLevel.BWRAP:
+        warn(f"generated code runs in the {phases.level!s} sandbox: {describe_level(phases.level)}")
     with contextlib.ExitStack() as stack:
         if any(m.embedded for m in inventory.models.values()):
             stack.enter_context(EmbeddedFleet(inventory, paths.home, config_file=paths.config))
@@ -69,9 +74,9 @@ async def loop_session(config: OptimizationConfig, inventory: Inventory, paths: 
                        floor=HybridFloor(HybridDecision(meta, config.hybrid_decision_weights)),
                        hot_domains=lambda: [domain for domain, _ in meta.next_priorities(3)])
         async with ModelClient(inventory) as client:
-            phases = PhaseRunner(config)
             profiler = TwoTierProfiler.from_config(phases, config)
-            attempts = AttemptRunner(phases, paths.workspaces_dir, profiler=profiler)
+            keeping = WorkspaceKeeping(config.keep_workspaces, config.keep_failed_workspaces)
+            attempts = AttemptRunner(phases, paths.workspaces_dir, profiler=profiler, keeping=keeping)
             yield Supervisor(config, inventory, client, store, attempts, on_event=on_event, available=available,
                              **routing)
 

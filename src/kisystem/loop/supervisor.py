@@ -63,6 +63,7 @@ class TaskResult:
     wall_s: float
     model_seconds: dict[str, float]  # generation time per model
     model_attempts: dict[str, int]  # iterations per model
+    judged_by: str = "self-reported"  # calls / compare: a trusted judge decided; self-reported: untrusted
 
     @property
     def solved(self) -> bool:
@@ -119,13 +120,15 @@ class Supervisor:
         advised = None if start_model else choose_start(self.policy, task, route)
         chain = build_chain(route, None, start_model or advised)
         router = StopLossRouter(chain, self.config.stoploss_per_model)
-        run_id = self.store.start_run(task.id, task.domain, router.current, sandbox=str(self.attempts.level))
+        run_id = self.store.start_run(task.id, task.domain, router.current, sandbox=str(self.attempts.level),
+                                      judge=task.judged_by)
         started, tally = time.monotonic(), _Tally()
         self._emit("start", task, run_id, 0, router.current, chain=list(chain))
         self._log_routing(task, run_id, route, advised)
         outcome, reason, iterations = "error", "crashed", 0
         try:
-            outcome, reason, iterations = await self._iterate(task, run_id, router, tally)
+            async with self.attempts.task_run(task, run_id):
+                outcome, reason, iterations = await self._iterate(task, run_id, router, tally)
         except asyncio.CancelledError:
             outcome, reason = "interrupted", "cancelled"
             raise
@@ -134,6 +137,7 @@ class Supervisor:
             raise
         finally:
             result = self._finish(task, run_id, router, tally, outcome, reason, iterations, started)
+            self.attempts.retire(run_id, solved=result.solved)
         return result
 
     async def _iterate(self, task: TaskSpec, run_id: str, router: StopLossRouter,
@@ -211,7 +215,7 @@ class Supervisor:
                    outcome=outcome, reason=reason, score=tally.best_score)
         return TaskResult(run_id, task.id, outcome, tally.best_score, iterations, router.current,
                           tuple(router.tried), reason, tally.tokens_prompt + tally.tokens_completion, wall,
-                          dict(tally.model_seconds), dict(tally.model_attempts))
+                          dict(tally.model_seconds), dict(tally.model_attempts), task.judged_by)
 
     def _emit(self, kind: str, task: TaskSpec, run_id: str, iteration: int, model: str,
               persist: bool = True, **data) -> None:

@@ -55,6 +55,7 @@ _JUDGE_FIELDS = {
     "compare": frozenset({"kind", "files", "files_from", "build", "build_timeout_s", "command", "rel_tol",
                           "abs_tol"}),
 }
+SELF_REPORTED = "self-reported"
 CALLS_TEST_COMMAND = "(judge: calls)"  # the calls judge runs the candidate itself; [test] may be left out
 
 
@@ -129,6 +130,11 @@ class TaskSpec:
         """Whether a judge decides the result; without one the program reports its own."""
         return self.judge is not None
 
+    @property
+    def judged_by(self) -> str:
+        """``calls`` or ``compare`` (a trusted judge), else ``self-reported`` (untrusted)."""
+        return self.judge.kind if self.judge is not None else SELF_REPORTED
+
 
 def load_task(path: Path, known_domains: Iterable[str] = DEFAULT_DOMAINS) -> TaskSpec:
     """Read and validate one spec file."""
@@ -193,6 +199,8 @@ def dump_task(spec: TaskSpec) -> str:
         phase = getattr(spec, key)
         if phase is not None:
             doc[key] = {k: v for k, v in vars(phase).items() if v is not None}
+    if spec.test.command == CALLS_TEST_COMMAND:  # the calls judge runs the candidate itself
+        del doc["test"]["command"]
     if spec.completion is not None:
         doc["completion"] = {"prefix": spec.completion.prefix, "stop": list(spec.completion.stop)}
     if spec.judge is not None:

@@ -12,6 +12,7 @@ import os
 import shutil
 import stat
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from kisystem.errors import KisystemError, UsageError
@@ -157,3 +158,33 @@ def _force_remove(func: object, path: str, _exc: object) -> None:
         shutil.rmtree(path, onerror=_force_remove)
     else:
         os.unlink(path)
+
+
+FAILED_MARK = ".failed"  # marks a kept workspace of a failed run, for pruning
+
+
+@dataclass(frozen=True)
+class WorkspaceKeeping:
+    """Which run directories outlive their run: all (``keep_all``), else those of the
+    ``keep_failed`` most recent failed runs; a solved run's are removed at once."""
+
+    keep_all: bool = False
+    keep_failed: int = 5
+
+    def retire(self, root: Path, run_id: str, *, solved: bool) -> None:
+        run_dir = root / run_id
+        if self.keep_all or not run_dir.is_dir():
+            return
+        if solved or self.keep_failed == 0:
+            remove_tree(run_dir)
+            return
+        (run_dir / FAILED_MARK).touch()
+        kept = sorted((d for d in root.iterdir() if (d / FAILED_MARK).is_file()),
+                      key=lambda d: (d / FAILED_MARK).stat().st_mtime, reverse=True)
+        for old in kept[self.keep_failed:]:
+            remove_tree(old)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove ``path`` and everything in it, whatever modes the program left inside."""
+    shutil.rmtree(path, onerror=_force_remove)

@@ -125,11 +125,12 @@ class LinkedLearning:
         self.task_id = task_id
         self.holder = holder
 
-    def start_run(self, task: str, domain: str, model: str, sandbox: Sandbox | None = None) -> str:
+    def start_run(self, task: str, domain: str, model: str, sandbox: Sandbox | None = None,
+                  judge: str | None = None) -> str:
         run_id = uuid.uuid4().hex
         if not self.queue.attach_run(self.task_id, self.holder, run_id):
             raise LeaseLost(f"queued task {self.task_id} is no longer held by this runner")
-        return self.inner.start_run(task, domain, model, sandbox, run_id=run_id)
+        return self.inner.start_run(task, domain, model, sandbox, run_id=run_id, judge=judge)
 
     def finish_run(self, run_id: str, result: RunResult) -> None:
         crash_point("before_record")

@@ -1,13 +1,23 @@
 """Run untrusted generated code: scrubbed environment, rlimits, no network, no orphans.
 
-Three levels, best first: ``bwrap`` (network, pid and mount namespaces; the filesystem
-read-only except the workdir; fixed files bound read-only), ``unshare`` (network and pid
+Three levels, best first (:data:`kisystem.sandbox.levels.LEVEL_LIMITS` says plainly what
+each does and does not protect): ``bwrap`` (network, pid and mount namespaces; a minimal
+view of the machine, see :mod:`kisystem.sandbox.view`), ``unshare`` (network and pid
 namespaces, needs root) and ``none`` (rlimits and the kill below only; a warning is logged).
 
-Every run gets its own session, and a random token in its environment; when the run
-ends, times out or is cancelled, the process group, the sandbox's pid namespace and
-every process still carrying the token are killed with SIGKILL, and the call returns only
-once they are gone.  GPU device nodes (/dev/nvidia*, /dev/dri) are bound into bwrap.
+Run by root, every run executes as a uid of its own (:mod:`kisystem.sandbox.users`), so
+RLIMIT_NPROC holds and file modes count.  The workdir's total size is watched
+(:mod:`kisystem.sandbox.quota`).  Every run gets its own session, and a random token in its
+environment; when the run ends, times out, exceeds its quota or is cancelled, every process
+of its uid, its process group, the sandbox's pid namespace and every process still carrying
+the token are killed with SIGKILL.  The call returns within the timeout plus a grace of a
+few seconds at most, even when a surviving process keeps the output pipe open.
+
+``ProcessResult.cpu_s`` is the user+system CPU time of the direct child and every process
+reaped below it, from kisystem's own ``wait4``: the program cannot write it.  Inside a pid
+namespace (bwrap, unshare) orphans are reaped by the namespace's init, so it covers the
+whole run; on a run that had to be killed it may be a lower bound.  At level ``none``
+orphans escape the accounting, so it is None there.
 """
 
 from __future__ import annotations
@@ -15,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import glob
 import logging
 import os
 import resource
@@ -23,49 +32,42 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 from kisystem.errors import KisystemError
 from kisystem.paths import SANDBOX_TOKEN_ENV
+from kisystem.sandbox import kill, quota, users, view
+from kisystem.sandbox.levels import SandboxLevel, describe_level
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_OUTPUT = 256 * 1024
 TOKEN_VAR = SANDBOX_TOKEN_ENV
-_BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_CUDA_BIN = "/usr/local/cuda/bin"
-_UNSHARE = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"]
-# A shell as pid 1 of the namespace, because pid 1 ignores signals it has no handler for
-# (a program killing itself with SIGSEGV would otherwise just go on).
-_INIT = ["/bin/sh", "-c", '"$@"; exit $?', "sh"]
-_DRAIN_S = 2.0
+_MIB = 1024 * 1024
+_DRAIN_S = 1.0  # after the kill: how long a still-open output pipe may delay the return
+_REAP_S = 1.0
 
 
 class SandboxError(KisystemError):
     """A sandboxed run could not be set up safely (not a failure of the program)."""
 
 
-class SandboxLevel(StrEnum):
-    BWRAP = "bwrap"
-    UNSHARE = "unshare"
-    NONE = "none"
-
-
 @dataclass(frozen=True)
 class Limits:
-    """Per-process resource limits.  ``address_space_mb=None`` for CUDA code."""
+    """Resource limits.  ``address_space_mb=None`` for CUDA code.  ``processes`` counts
+    the run's processes and threads together (RLIMIT_NPROC); ``disk_mb`` is the workdir's
+    total size (a watchdog, see :mod:`kisystem.sandbox.quota`) and the size of bwrap's /tmp."""
 
     cpu_s: int
     file_size_mb: int = 256
     open_files: int = 256
     address_space_mb: int | None = 4096
+    processes: int = 128
+    disk_mb: int = 1024
 
 
 @dataclass(frozen=True)
@@ -81,10 +83,11 @@ class ProcessResult:
     sandbox: SandboxLevel
     stdout: str = ""  # with ``split_stdout`` only
     cpu_s: float | None = None  # user+system CPU of the whole run, measured from outside; None if unknown
+    quota_exceeded: bool = False  # killed because the workdir outgrew ``Limits.disk_mb``
 
     @property
     def succeeded(self) -> bool:
-        return self.exit_code == 0 and not self.timed_out
+        return self.exit_code == 0 and not self.timed_out and not self.quota_exceeded
 
 
 # --- level detection -------------------------------------------------------------
@@ -96,20 +99,26 @@ def detect_sandbox_level() -> SandboxLevel:
     for level in (SandboxLevel.BWRAP, SandboxLevel.UNSHARE):
         if level_works(level):
             return level
-    log.warning("no sandbox available (bwrap and unshare failed): generated code runs "
-                "with rlimits only and CAN reach the network; install bubblewrap")
+    log.warning("no sandbox available (bwrap and unshare failed); install bubblewrap. %s",
+                describe_level(SandboxLevel.NONE))
     return SandboxLevel.NONE
 
 
 @functools.cache
 def level_works(level: SandboxLevel) -> bool:
     """Whether ``level`` really runs a program here (it is tried once, then cached)."""
-    if level is SandboxLevel.BWRAP:
-        with tempfile.TemporaryDirectory() as tmp:
-            return _works(_bwrap_prefix(Path(tmp), (), allow_network=False) + ["true"])
-    if level is SandboxLevel.UNSHARE:
-        return _works(_unshare_prefix(allow_network=False) + ["true"])
-    return True
+    if level is SandboxLevel.NONE:
+        return True
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        uid = users.allocate_uid() if users.can_drop() else None
+        try:
+            if uid is not None:
+                users.hand_over(workdir, (), uid)
+            return _works(_full_argv(level, ["true"], workdir, (), False, uid, _MIB))
+        finally:
+            if uid is not None:
+                users.release_uid(uid)
 
 
 def _works(argv: list[str]) -> bool:
@@ -125,51 +134,6 @@ def _works(argv: list[str]) -> bool:
 
 
 # --- command line -----------------------------------------------------------------
-
-
-def _bwrap_prefix(workdir: Path, readonly: Sequence[Path], *, allow_network: bool) -> list[str]:
-    argv = ["bwrap", "--die-with-parent", "--unshare-pid"]
-    if not allow_network:
-        argv += ["--unshare-net"]
-    argv += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-    if not allow_network:
-        # /run holds host daemons' unix sockets, which a network namespace does not cut.
-        argv += ["--tmpfs", "/run"]
-    for dev in sorted(glob.glob("/dev/nvidia*")) + sorted(glob.glob("/dev/dri")):
-        argv += ["--dev-bind", dev, dev]
-    argv += _hidden_python()
-    argv += ["--bind", str(workdir), str(workdir)]
-    argv += _readonly_binds(workdir, readonly)
-    return argv + ["--chdir", str(workdir)]
-
-
-def _hidden_python() -> list[str]:
-    """Bind the interpreter's prefix back in where a tmpfs above would hide it."""
-    binds: list[str] = []
-    for prefix in sorted({sys.prefix, sys.base_prefix}):
-        if prefix.startswith(("/tmp/", "/run/")):
-            binds += ["--ro-bind", prefix, prefix]
-    return binds
-
-
-def _readonly_binds(workdir: Path, readonly: Sequence[Path]) -> list[str]:
-    # Each directory between the workdir and a fixed file becomes a mount point (bound
-    # onto itself, still writable): a mount point cannot be renamed, so the program
-    # cannot move the read-only file aside and put its own in its place.
-    binds: list[str] = []
-    seen: set[Path] = set()
-    for path in readonly:
-        if path.is_relative_to(workdir):
-            for parent in reversed(path.relative_to(workdir).parents[:-1]):
-                if (ancestor := workdir / parent) not in seen:
-                    seen.add(ancestor)
-                    binds += ["--bind", str(ancestor), str(ancestor)]
-        binds += ["--ro-bind", str(path), str(path)]
-    return binds
-
-
-def _unshare_prefix(*, allow_network: bool) -> list[str]:
-    return _UNSHARE + ([] if allow_network else ["--net"]) + ["--"] + _INIT
 
 
 def _command_argv(command: str | Sequence[str]) -> list[str]:
@@ -193,29 +157,32 @@ def _checked_readonly(workdir: Path, paths: Sequence[Path]) -> list[Path]:
     return checked
 
 
-def _full_argv(level: SandboxLevel, argv: list[str], workdir: Path,
-               readonly: Sequence[Path], allow_network: bool) -> list[str]:
+def _full_argv(level: SandboxLevel, argv: list[str], workdir: Path, readonly: Sequence[Path],
+               allow_network: bool, uid: int | None, tmp_bytes: int) -> list[str]:
+    drop = users.setpriv_argv(uid, read_all=level is not SandboxLevel.BWRAP) if uid is not None else []
     if level is SandboxLevel.BWRAP:
-        return _bwrap_prefix(workdir, readonly, allow_network=allow_network) + argv
+        return view.bwrap_argv(workdir, readonly, allow_network=allow_network, tmp_bytes=tmp_bytes,
+                               drop_caps=uid is not None) + drop + argv
     if level is SandboxLevel.UNSHARE:
-        return _unshare_prefix(allow_network=allow_network) + argv
-    return argv
+        return view.unshare_argv(allow_network=allow_network) + drop + argv
+    return drop + argv
 
 
 # --- environment and limits ------------------------------------------------------
 
 
-def _scrubbed_env(workdir: Path, token: str, extra: Mapping[str, str] | None) -> dict[str, str]:
-    dirs = [os.path.dirname(sys.executable), _BASE_PATH]
-    if os.path.isdir(_CUDA_BIN):
-        dirs.append(_CUDA_BIN)
-    tmpdir = workdir / ".tmp"
-    tmpdir.mkdir(exist_ok=True)
+def _scrubbed_env(level: SandboxLevel, workdir: Path, token: str,
+                  extra: Mapping[str, str] | None) -> dict[str, str]:
+    if level is SandboxLevel.BWRAP:
+        tmpdir = "/tmp"  # the run's own size-limited tmpfs
+    else:
+        (workdir / ".tmp").mkdir(exist_ok=True)
+        tmpdir = str(workdir / ".tmp")
     env = {
-        "PATH": ":".join(dirs),
+        "PATH": view.search_path(),
         "HOME": str(workdir),
         "LANG": "C.UTF-8",
-        "TMPDIR": str(tmpdir),
+        "TMPDIR": tmpdir,
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     env.update(extra or {})
@@ -223,16 +190,19 @@ def _scrubbed_env(workdir: Path, token: str, extra: Mapping[str, str] | None) ->
     return env
 
 
-def _limiter(limits: Limits) -> Callable[[], None]:
-    mib = 1024 * 1024
+def _limiter(limits: Limits, uid: int | None) -> Callable[[], None]:
+    # Without a uid of its own the run shares RLIMIT_NPROC's count with all of the user's
+    # processes, so the limit is raised by what the user already has.
+    processes = limits.processes if uid is not None else limits.processes + users.task_count(os.getuid())
     wanted = [
         (resource.RLIMIT_CPU, limits.cpu_s, limits.cpu_s + 1),  # SIGXCPU, then SIGKILL
-        (resource.RLIMIT_FSIZE, limits.file_size_mb * mib, limits.file_size_mb * mib),
+        (resource.RLIMIT_FSIZE, limits.file_size_mb * _MIB, limits.file_size_mb * _MIB),
         (resource.RLIMIT_NOFILE, limits.open_files, limits.open_files),
         (resource.RLIMIT_CORE, 0, 0),
+        (resource.RLIMIT_NPROC, processes, processes),
     ]
     if limits.address_space_mb is not None:
-        size = limits.address_space_mb * mib
+        size = limits.address_space_mb * _MIB
         wanted.append((resource.RLIMIT_AS, size, size))
 
     def apply() -> None:  # runs in the child between fork and exec
@@ -267,10 +237,6 @@ class _Output:
             del self._tail[:excess]
             self._dropped += excess
 
-    async def consume(self, stream: asyncio.StreamReader) -> None:
-        while chunk := await stream.read(65536):
-            self.feed(chunk)
-
     def text(self) -> str:
         head = self._head.decode(errors="replace")
         tail = self._tail.decode(errors="replace")
@@ -279,66 +245,44 @@ class _Output:
         return head + tail
 
 
-# --- killing ----------------------------------------------------------------------
+async def _fd_ready(fd: int, *, write: bool = False) -> None:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
 
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
 
-def _run_pids(pgid: int, token: str) -> set[int]:
-    """Live processes of this run: carrying its token, or in its process group."""
-    needle = f"{TOKEN_VAR}={token}".encode()
-    found = set()
-    for name in os.listdir("/proc"):
-        mine = name.isdigit() and int(name) != os.getpid()
-        if mine and (_in_group(name, pgid) or _has_token(name, needle)):
-            found.add(int(name))
-    return found
-
-
-def _stat_fields(pid: str) -> list[str]:
+    (loop.add_writer if write else loop.add_reader)(fd, wake)
     try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()  # state, ppid, pgrp, ...
-    except (OSError, IndexError):
-        return []
+        await ready
+    finally:
+        (loop.remove_writer if write else loop.remove_reader)(fd)
 
 
-def _in_group(pid: str, pgid: int) -> bool:
-    fields = _stat_fields(pid)
-    return len(fields) > 2 and fields[0] not in ("Z", "X") and fields[2] == str(pgid)
-
-
-def _has_token(pid: str, needle: bytes) -> bool:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as fh:
-            return needle in fh.read().split(b"\0")
-    except OSError:
-        return False
-
-
-def _alive(pid: int) -> bool:
-    fields = _stat_fields(str(pid))
-    return bool(fields) and fields[0] not in ("Z", "X")
-
-
-def _kill_once(pgid: int, token: str) -> set[int]:
-    """SIGKILL the group and every process of the run; returns the pids found."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-    pids = _run_pids(pgid, token)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-    return pids
-
-
-async def _kill_all(pgid: int, token: str, pending: set[int]) -> None:
-    """Kill again until every process of the run is gone (a zombie at most); this also
-    catches processes forked while the previous scan ran."""
-    for _ in range(200):
-        pending = {pid for pid in pending | _kill_once(pgid, token) if _alive(pid)}
-        if not pending:
+async def _consume(fd: int, out: _Output) -> None:
+    os.set_blocking(fd, False)
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            await _fd_ready(fd)
+            continue
+        if not chunk:
             return
-        await asyncio.sleep(0.01)
-    log.warning("sandboxed processes %s survived SIGKILL", sorted(pending))
+        out.feed(chunk)
+
+
+async def _feed(fd: int, data: bytes) -> None:
+    """Write ``data`` to the program's stdin; a program that stops reading is its own loss."""
+    os.set_blocking(fd, False)
+    rest = memoryview(data)
+    with contextlib.suppress(OSError):
+        while rest:
+            try:
+                rest = rest[os.write(fd, rest):]
+            except BlockingIOError:
+                await _fd_ready(fd, write=True)
 
 
 # --- running ----------------------------------------------------------------------
@@ -351,6 +295,14 @@ def _exit_status(returncode: int, level: SandboxLevel, argv: list[str]) -> tuple
     if via_wrapper and 128 < returncode <= 128 + signal.SIGRTMAX:
         return None, returncode - 128
     return returncode, None
+
+
+@dataclass
+class _Ending:
+    timed_out: bool = False
+    quota_used: int | None = None  # bytes found when the quota was exceeded
+    returncode: int | None = None
+    cpu_s: float | None = None
 
 
 async def run_sandboxed(
@@ -378,92 +330,142 @@ async def run_sandboxed(
         raise SandboxError(f"workdir {workdir} is not a directory")
     argv = _command_argv(command)
     readonly = _checked_readonly(workdir, readonly_paths)
-    token = secrets.token_hex(16)
-    full = _full_argv(level, argv, workdir, readonly, allow_network)
-    output, stdout = _Output(max_output_bytes), _Output(max_output_bytes)
-    start = time.monotonic()
-    proc = await _spawn(full, workdir, _scrubbed_env(workdir, token, env_extra), limits,
-                        stdin=stdin_data is not None, split=split_stdout)
-    readers = [asyncio.create_task(output.consume(proc.stderr if split_stdout else proc.stdout))]  # type: ignore[arg-type]
-    if split_stdout:
-        readers.append(asyncio.create_task(stdout.consume(proc.stdout)))  # type: ignore[arg-type]
-    if stdin_data is not None:
-        readers.append(asyncio.create_task(_feed(proc.stdin, stdin_data)))  # type: ignore[arg-type]
-    reader = asyncio.gather(*readers)
+    uid = users.allocate_uid() if users.can_drop() else None
     try:
-        timed_out = await _wait(proc, timeout_s)
-        duration = time.monotonic() - start  # up to the exit, without the cleanup below
+        env = _scrubbed_env(level, workdir, secrets.token_hex(16), env_extra)
+        if uid is not None:
+            users.hand_over(workdir, readonly, uid)
+        full = _full_argv(level, argv, workdir, readonly, allow_network, uid, limits.disk_mb * _MIB)
+        output, stdout = _Output(max_output_bytes), _Output(max_output_bytes)
+        start = time.monotonic()
+        ending = await _run(full, workdir, env, limits, uid, timeout_s, output, stdout,
+                            stdin_data=stdin_data, split=split_stdout)
+        duration = time.monotonic() - start
     finally:
-        await _cleanup(proc, token, reader)
-    exit_code, sig = _exit_status(proc.returncode or 0, level, argv)
-    if timed_out:
+        if uid is not None:
+            users.release_uid(uid)
+    return _result(ending, level, argv, output, stdout, duration, limits)
+
+
+def _result(ending: _Ending, level: SandboxLevel, argv: list[str], output: _Output, stdout: _Output,
+            duration: float, limits: Limits) -> ProcessResult:
+    exit_code, sig = _exit_status(ending.returncode or 0, level, argv)
+    text = output.text()
+    if ending.timed_out or ending.quota_used is not None:
         exit_code, sig = None, int(signal.SIGKILL)
-    return ProcessResult(exit_code, sig, timed_out, output.text(), duration, level, stdout.text())
+    if ending.quota_used is not None:
+        text += f"\ndisk quota of {limits.disk_mb} MiB exceeded: killed\n"
+    cpu = ending.cpu_s if level is not SandboxLevel.NONE else None
+    return ProcessResult(exit_code, sig, ending.timed_out, text, duration, level, stdout.text(), cpu,
+                         quota_exceeded=ending.quota_used is not None)
 
 
-async def _feed(stream: asyncio.StreamWriter, data: bytes) -> None:
-    """Write ``data`` to the program's stdin and close it; a program that stops reading is its own loss."""
-    with contextlib.suppress(ConnectionError, BrokenPipeError, OSError):
-        stream.write(data)
-        await stream.drain()
-        stream.close()
-
-
-async def _spawn(argv: list[str], workdir: Path, env: dict[str, str], limits: Limits, *,
-                 stdin: bool = False, split: bool = False) -> asyncio.subprocess.Process:
+async def _run(full: list[str], workdir: Path, env: dict[str, str], limits: Limits, uid: int | None,
+               timeout_s: float, output: _Output, stdout: _Output, *, stdin_data: bytes | None,
+               split: bool) -> _Ending:
+    # Popen returns synchronously: no await lies between the fork and the guard below,
+    # so a cancellation can never leave a started process tree unwatched.
     try:
-        return await asyncio.create_subprocess_exec(
-            *argv, cwd=workdir, env=env, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+        proc = subprocess.Popen(
+            full, cwd=workdir, env=env, stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE if split else subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_limiter(limits))
+            start_new_session=True, preexec_fn=_limiter(limits, uid))
     except OSError as exc:
-        raise SandboxError(f"cannot start {argv[0]}: {exc}") from exc
-
-
-async def _wait(proc: asyncio.subprocess.Process, timeout_s: float) -> bool:
-    """Wait for the program itself to exit; True on timeout."""
-    # Not proc.wait(): that also waits for the output pipe to close, which a background
-    # child still holding it open would delay until the timeout.
+        raise SandboxError(f"cannot start {full[0]}: {exc}") from exc
+    ids = kill.RunIds(proc.pid, f"{TOKEN_VAR}={env[TOKEN_VAR]}".encode(), uid)
+    ending = _Ending()
+    tasks = _io_tasks(proc, output, stdout, stdin_data, split)
     try:
-        await asyncio.wait_for(_exited(proc), timeout_s)
-    except TimeoutError:
-        return True
-    return False
-
-
-async def _exited(proc: asyncio.subprocess.Process) -> None:
-    try:
-        fd = os.pidfd_open(proc.pid)
-    except ProcessLookupError:  # already exited and reaped
-        return
-    except (OSError, AttributeError):  # no pidfd (old kernel): poll
-        while proc.returncode is None:
-            await asyncio.sleep(0.05)
-        return
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-
-    def readable() -> None:
-        if not done.done():
-            done.set_result(None)
-
-    loop.add_reader(fd, readable)
-    try:
-        await done
+        ending = await _supervise(proc.pid, workdir, timeout_s, limits.disk_mb * _MIB)
     finally:
-        loop.remove_reader(fd)
+        await _cleanup(proc, ids, tasks, ending)
+    return ending
+
+
+def _io_tasks(proc: subprocess.Popen[bytes], output: _Output, stdout: _Output, stdin_data: bytes | None,
+              split: bool) -> list[asyncio.Task[None]]:
+    assert proc.stdout is not None
+    tasks = []
+    if split:
+        assert proc.stderr is not None
+        tasks.append(asyncio.ensure_future(_consume(proc.stderr.fileno(), output)))
+        tasks.append(asyncio.ensure_future(_consume(proc.stdout.fileno(), stdout)))
+    else:
+        tasks.append(asyncio.ensure_future(_consume(proc.stdout.fileno(), output)))
+    if stdin_data is not None:
+        assert proc.stdin is not None
+        fd = proc.stdin.fileno()
+
+        async def feed_and_close() -> None:
+            try:
+                await _feed(fd, stdin_data)
+            finally:
+                proc.stdin.close()  # type: ignore[union-attr]
+
+        tasks.append(asyncio.ensure_future(feed_and_close()))
+    return tasks
+
+
+async def _supervise(pid: int, workdir: Path, timeout_s: float, quota_bytes: int) -> _Ending:
+    """Wait until the program exits, times out or outgrows the quota."""
+    exited = asyncio.ensure_future(_exited(pid))
+    watchdog = asyncio.ensure_future(quota.watch(workdir, quota_bytes))
+    try:
+        await asyncio.wait({exited, watchdog}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        exited.cancel()
+        watchdog.cancel()
+    if exited.done() and not exited.cancelled():
+        return _Ending()
+    if watchdog.done() and not watchdog.cancelled():
+        return _Ending(quota_used=watchdog.result())
+    return _Ending(timed_out=True)
+
+
+async def _exited(pid: int) -> None:
+    """Until ``pid`` has exited (not reaped: its status stays for :func:`_reap`)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        await _fd_ready(fd)
+    finally:
         os.close(fd)
 
 
-async def _cleanup(proc: asyncio.subprocess.Process, token: str, reader: asyncio.Future[Any]) -> None:
-    # Runs on success, timeout and cancellation alike: whatever the program left behind
-    # dies.  The first kill is synchronous so that even a second cancel cannot skip it.
-    pending = _kill_once(proc.pid, token)
+async def _reap(proc: subprocess.Popen[bytes], ending: _Ending) -> None:
+    """Collect the direct child's status and CPU time with wait4 (the program cannot fake it)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(_exited(proc.pid), _REAP_S)
     try:
-        await _kill_all(proc.pid, token, pending)
-        await proc.wait()
-        await asyncio.wait_for(asyncio.shield(reader), _DRAIN_S)
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+    except ChildProcessError:
+        return
+    if pid == proc.pid:
+        proc.returncode = ending.returncode = os.waitstatus_to_exitcode(status)
+        ending.cpu_s = usage.ru_utime + usage.ru_stime
+
+
+async def _cleanup(proc: subprocess.Popen[bytes], ids: kill.RunIds, tasks: list[asyncio.Task[None]],
+                   ending: _Ending) -> None:
+    # Runs on exit, timeout, quota and cancellation alike: whatever the program left
+    # behind dies.  The first kill is synchronous so that even a second cancel cannot skip it.
+    pending = kill.kill_once(ids)
+    try:
+        await kill.kill_all(ids, pending)
+        await _reap(proc, ending)
+        # Everything of the run is dead, so the pipes close now, unless a process that
+        # escaped (only possible when not root, at level none) still holds them.
+        await asyncio.wait_for(asyncio.shield(asyncio.gather(*tasks)), _DRAIN_S)
     except TimeoutError:
         log.warning("output pipe of pid %d still open after the kill", proc.pid)
     finally:
-        reader.cancel()
+        for task in tasks:
+            task.cancel()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        if proc.returncode is None:  # not reaped yet: never let Popen reap a reused pid later
+            proc.returncode = -signal.SIGKILL

@@ -115,6 +115,7 @@ class RunRecord:
     models_tried: tuple[str, ...]
     wall_s: float | None
     sandbox: Sandbox | None
+    judge: str | None = None  # calls / compare (a trusted judge) or self-reported (untrusted)
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,7 @@ class ModelOutcome:
 _RUN_COLUMNS = (
     "run_id, task, domain, model, iter, score_final, outcome, phase, reason, t_build, t_test,"
     " t_profile, ts, ended_ts, tokens_prompt, tokens_completion, error_type, models_tried,"
-    " wall_s, sandbox"
+    " wall_s, sandbox, judge"
 )
 
 _FINISH = """
@@ -219,7 +220,7 @@ SUM(outcome = 'success') AS successes,
 AVG(wall_s) AS avg_time_s
 """
 
-_INSERT_RUN = f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 20)})"
+_INSERT_RUN = f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 21)})"
 
 # Parameters: read time, tau in seconds, the evidence outcomes, then the domain filter's.
 _MODEL_EVIDENCE_SCAN = """
@@ -302,20 +303,23 @@ class LearningStore:
     # -- writes -------------------------------------------------------------------------
 
     def start_run(self, task: str, domain: str, model: str, sandbox: Sandbox | None = None,
-                  *, run_id: str | None = None) -> str:
+                  *, run_id: str | None = None, judge: str | None = None) -> str:
         """Insert a ``running`` row and a ``started`` event; return the new run_id.
 
         ``run_id`` lets a caller record the id elsewhere before the row exists (the queue does).
+        ``judge`` says who decides the result: ``calls``/``compare`` (a trusted judge) or
+        ``self-reported`` (the program's own output: untrusted).
         """
         run_id = run_id or uuid.uuid4().hex
         now = self._clock()
         with self._writing(f"cannot start run for task {task!r}") as conn:
             conn.execute(
-                "INSERT INTO runs (run_id, task, domain, model, outcome, ts, sandbox)"
-                " VALUES (?, ?, ?, ?, 'running', ?, ?)",
-                (run_id, task, domain, model, _iso(now), _value(sandbox)),
+                "INSERT INTO runs (run_id, task, domain, model, outcome, ts, sandbox, judge)"
+                " VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
+                (run_id, task, domain, model, _iso(now), _value(sandbox), judge),
             )
-            _insert_event(conn, run_id, "started", {"task": task, "model": model, "sandbox": _value(sandbox)}, now)
+            started = {"task": task, "model": model, "sandbox": _value(sandbox)}
+            _insert_event(conn, run_id, "started", {**started, "judge": judge} if judge else started, now)
         return run_id
 
     def append_event(self, run_id: str, kind: str, payload: dict[str, Any] | None = None) -> None:
@@ -681,5 +685,5 @@ def _record_params(r: RunRecord) -> tuple[Any, ...]:
         r.run_id, r.task, r.domain, r.model, r.iter, r.score_final, _value(r.outcome), _value(r.phase),
         r.reason, r.t_build, r.t_test, r.t_profile, _iso(r.ts), _iso(r.ended_ts) if r.ended_ts else None,
         r.tokens_prompt, r.tokens_completion, _value(r.error_type), json.dumps(list(r.models_tried)),
-        r.wall_s, _value(r.sandbox),
+        r.wall_s, _value(r.sandbox), r.judge,
     )  # fmt: skip

@@ -284,6 +284,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
         _fill_queue_legal,
     ),
+    Migration(
+        5,
+        "runs.judge: who decided the result (a trusted judge, or the program itself)",
+        (
+            "ALTER TABLE runs ADD COLUMN judge TEXT"
+            " CHECK (judge IS NULL OR judge IN ('calls', 'compare', 'self-reported'))",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

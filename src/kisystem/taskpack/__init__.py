@@ -1,11 +1,13 @@
 """The built-in task pack: optimization tasks on real compiled code.
 
-Each ``*.toml`` here is a task spec (:mod:`kisystem.loop.taskspec`).  Its fixed files sit
-in a directory of their own (``task.h`` with the signature, ``reference.*`` with the tuned
-reference implementation, ``test.*`` with correctness tests on fresh random inputs every
-run, ``bench.*`` timing candidate and reference in the same run) plus the shared harness
-``common/kbench.h``.  The starter is a naive but correct solution.  CUDA tasks print
-``KISYSTEM_SKIP`` and pass where no GPU is present: they are then compiled only.
+Each ``*.toml`` here is a task spec (:mod:`kisystem.loop.taskspec`) judged by the compare
+judge (:mod:`kisystem.sandbox.judge.compare`).  Its fixed files, which the candidate sees,
+sit in a directory of their own (``task.h`` with the signature, ``driver.*`` generating
+the test cases and the benchmark from a seed) plus the shared protocol helpers
+``common/kbench.h``.  ``reference.*``, the tuned reference solution, is a judge-only file:
+the judge builds it with the same driver and compares outputs and whole-process times.
+The starter is a naive but correct solution.  Where no GPU is present the CUDA task's
+reference prints ``KISYSTEM_SKIP``: the task is then compiled only.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from pathlib import Path
 from kisystem.loop.taskspec import TaskSpec, TaskSpecError, load_task, load_tasks
 
 PACK_DIR = Path(__file__).resolve().parent
-REFERENCE_PREFIX = "ref_"  # every reference symbol carries it; the solution's names lack it
 
 
 def load_pack() -> list[TaskSpec]:
@@ -33,11 +34,12 @@ def pack_task(task_id: str) -> TaskSpec:
 
 
 def reference_solution(task: TaskSpec) -> dict[str, str]:
-    """The reference implementation as the solution file: its ``ref_`` names dropped."""
-    for name, text in task.fixed.items():
+    """The judge's reference implementation as the solution file (for tests and baselines)."""
+    files = task.judge.files if task.judge else {}
+    for name, text in files.items():
         if Path(name).stem == "reference":
-            return {task.solution_file: text.replace(REFERENCE_PREFIX, "")}
-    raise TaskSpecError(f"task {task.id} has no fixed reference file")
+            return {task.solution_file: text}
+    raise TaskSpecError(f"task {task.id} has no judge-only reference file")
 
 
 def spec_path(task_id: str) -> Path:

@@ -17,7 +17,7 @@ static void ref_run(const float *c, int sections, float *z, const float *x, floa
     }
 }
 
-void ref_biquad_cascade(const float *coeffs, int sections, float *state, const float *x, float *y, long n) {
+void biquad_cascade(const float *coeffs, int sections, float *state, const float *x, float *y, long n) {
     int first = 0;
     do { /* at most REF_MAX_SECTIONS at a time; zero sections copy x to y */
         int count = sections - first < REF_MAX_SECTIONS ? sections - first : REF_MAX_SECTIONS;

@@ -7,5 +7,4 @@
  *     out = b0*in + z1;  z1 = b1*in - a1*out + z2;  z2 = b2*in - a2*out;
  * and each section's out is the next section's in.  y may equal x (in place). */
 void biquad_cascade(const float *coeffs, int sections, float *state, const float *x, float *y, long n);
-void ref_biquad_cascade(const float *coeffs, int sections, float *state, const float *x, float *y, long n);
 #endif

@@ -8,7 +8,7 @@ static float ref_dot(const float *x, long i, const float *h, int k_end) {
     return sum;
 }
 
-void ref_fir_filter(const float *x, long n, const float *h, int taps, float *y) {
+void fir_filter(const float *x, long n, const float *h, int taps, float *y) {
     long i = 0;
     for (; i < n && i < taps; i++) y[i] = ref_dot(x, i, h, (int)i + 1);
     for (; i + 4 <= n; i += 4) {

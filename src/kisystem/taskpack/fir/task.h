@@ -3,5 +3,4 @@
 /* y[i] = sum over k < taps with k <= i of h[k] * x[i - k], for i < n (the signal is zero
  * before x[0]).  y never overlaps x or h. */
 void fir_filter(const float *x, long n, const float *h, int taps, float *y);
-void ref_fir_filter(const float *x, long n, const float *h, int taps, float *y);
 #endif

@@ -17,7 +17,7 @@ inline std::size_t ref_hash(std::uint64_t x) {  // splitmix64 finalizer
 
 }  // namespace
 
-void ref_count_queries(const std::uint64_t *keys, std::size_t n, const std::uint64_t *queries, std::size_t q,
+void count_queries(const std::uint64_t *keys, std::size_t n, const std::uint64_t *queries, std::size_t q,
                        std::uint32_t *counts) {
     std::size_t slots = 16;
     while (slots < 2 * n) slots *= 2;

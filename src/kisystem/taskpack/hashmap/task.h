@@ -6,6 +6,4 @@
  * 64-bit values (0 and ~0 included); counts never overlaps keys or queries. */
 void count_queries(const std::uint64_t *keys, std::size_t n, const std::uint64_t *queries, std::size_t q,
                    std::uint32_t *counts);
-void ref_count_queries(const std::uint64_t *keys, std::size_t n, const std::uint64_t *queries, std::size_t q,
-                       std::uint32_t *counts);
 #endif

@@ -20,7 +20,7 @@ static void ref_axpy_row(float *c, const float *b, float s, int n) {
     for (; j < n; j++) c[j] += s * b[j];
 }
 
-void ref_matmul(int n, const float *a, const float *b, float *c) {
+void matmul(int n, const float *a, const float *b, float *c) {
     memset(c, 0, sizeof(float) * (size_t)n * (size_t)n);
     for (int ii = 0; ii < n; ii += REF_BLOCK) {
         int iend = ii + REF_BLOCK < n ? ii + REF_BLOCK : n;

@@ -1,24 +1,24 @@
 #ifndef REDUCE_GPU_H
 #define REDUCE_GPU_H
-/* Harness helpers: whether a CUDA device is usable here, and error checks. */
+/* Driver helpers: skip where no CUDA device is usable, stop on CUDA errors. */
 #include <cstdio>
 #include <cstdlib>
 #include <cuda_runtime.h>
 
-static inline bool kb_have_gpu() {
+static inline void kb_need_gpu() {
     int count = 0;
     cudaError_t err = cudaGetDeviceCount(&count);
     if (err != cudaSuccess || count == 0) {
-        std::printf("KISYSTEM_SKIP no CUDA device here (%s): compiled only; the tests and the profile "
-                    "run where a GPU is present\n", err != cudaSuccess ? cudaGetErrorString(err) : "0 devices");
-        return false;
+        char reason[256];
+        std::snprintf(reason, sizeof reason, "no CUDA device here (%s): compiled only; the tests and the "
+                      "timing run where a GPU is present", err != cudaSuccess ? cudaGetErrorString(err) : "0 devices");
+        kb_skip(reason);
     }
-    return true;
 }
 
 static inline void kb_cuda(cudaError_t err, const char *what) {
     if (err != cudaSuccess) {
-        std::printf("CUDA error in %s: %s\n", what, cudaGetErrorString(err));
+        std::fprintf(stderr, "CUDA error in %s: %s\n", what, cudaGetErrorString(err));
         std::exit(1);
     }
 }

@@ -34,7 +34,7 @@ __global__ void ref_final_sum(const float *partial, int count, float *out) {
     if (threadIdx.x == 0) *out = v;
 }
 
-float ref_reduce_sum(const float *d_x, int n) {
+float reduce_sum(const float *d_x, int n) {
     static float *scratch = nullptr;  // REF_MAX_BLOCKS partials, then the result
     if (!scratch && cudaMalloc(&scratch, (REF_MAX_BLOCKS + 1) * sizeof(float)) != cudaSuccess) return 0.0f;
     int blocks = (n + REF_THREADS - 1) / REF_THREADS;

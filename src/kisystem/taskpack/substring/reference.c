@@ -2,7 +2,7 @@
 #include <string.h>
 #include "task.h"
 
-long ref_count_occurrences(const char *text, long n, const char *pattern, long m) {
+long count_occurrences(const char *text, long n, const char *pattern, long m) {
     if (m <= 0 || m > n) return 0;
     const unsigned char *t = (const unsigned char *)text, *p = (const unsigned char *)pattern;
     long shift[256];
