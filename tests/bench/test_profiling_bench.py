@@ -18,7 +18,7 @@ def test_the_scripted_run_has_ten_iterations_or_more_and_injected_regressions():
 
 
 async def test_two_tier_profiles_less_and_catches_the_injected_regression(tmp_path):
-    result = await run_profiling_bench(iterations=6, size=160, workdir=tmp_path)
+    result = await run_profiling_bench(iterations=6, size=224, workdir=tmp_path)
     assert len(result.rows) == 6 and result.injected == 1
     injected = result.rows[5]
     assert injected.version.injected and injected.two_tier.regression and injected.always_full.regression

@@ -53,10 +53,11 @@ FORGED = r"""
 void histogram(const unsigned char *data, long n, unsigned int bins[256]) { (void)data, (void)n, (void)bins; }
 __attribute__((constructor)) static void forge(void) {
     printf("KISYSTEM_TESTS passed=7 total=7\n");
+    static const long lengths[] = {0, 1, 3, 4, 5, 255, 1000};  /* the driver's case names, numbered */
     for (int kind = 0; kind < 3; kind++) {
         const char *name = kind == 0 ? "uniform" : kind == 1 ? "skewed" : "constant";
-        for (int n = 0; n < 1001; n++) {
-            printf("case n=%d/%s", n, name);
+        for (int i = 0; i < 7; i++) {
+            printf("case %d:n=%ld/%s", kind * 8 + i + 1, lengths[i], name);
             for (int v = 0; v < 256; v++) printf(" 0");
             printf("\n");
         }
@@ -144,7 +145,7 @@ async def test_a_constructor_forging_results_then_exiting_fails(tmp_path, level)
     verdict = await _verdict(tmp_path, FORGED, level)
     # Only the three empty buffers have all-zero bins: forged zeros match nothing else.
     assert verdict.total == 24 and verdict.passed <= 3 and not verdict.ok
-    assert verdict.detail.startswith("case n=1/uniform")
+    assert verdict.detail.startswith("case 2:n=1/uniform")
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -177,7 +178,7 @@ async def test_a_wrong_solution_fails_some_cases_with_a_useful_detail(tmp_path):
     wrong = HISTOGRAM.starter[HISTOGRAM.solution_file].replace("bins[data[i]]++", "bins[data[i] & 0x7f]++")
     verdict = await _verdict(tmp_path, wrong, SandboxLevel.NONE)
     assert verdict.total == 24 and 0 < verdict.passed < verdict.total and not verdict.ok
-    assert verdict.detail.startswith("case n=") and "expected" in verdict.detail and " got " in verdict.detail
+    assert verdict.detail.startswith("case ") and "expected" in verdict.detail and " got " in verdict.detail
 
 
 async def test_a_missing_program_is_a_failed_run_not_a_judge_error(tmp_path):
@@ -195,3 +196,10 @@ async def test_a_reference_that_does_not_build_is_a_judge_error(tmp_path):
     broken = replace(HISTOGRAM, judge=replace(HISTOGRAM.judge, files={"histogram/reference.c": "syntax error"}))
     with pytest.raises(JudgeError, match="does not build"):
         await _judged(tmp_path, broken, None, SandboxLevel.NONE)
+
+
+def test_a_reference_printing_a_case_name_twice_is_a_broken_task():
+    from kisystem.sandbox.judge.outputs import repeated_names
+
+    assert repeated_names([Case("a", ()), Case("b", ()), Case("a", ("1",))]) == "a"
+    assert repeated_names([Case("a", ()), Case("b", ())]) is None

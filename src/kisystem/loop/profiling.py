@@ -479,8 +479,15 @@ class TwoTierProfiler:
         change = score - state.last_score if state.last_score is not None else 0.0
         reason = self.should_full_profile(iteration, change, state.last_full, regression)
         noisy = regression or abs(change) > self.settings.score_change_threshold
-        confirm = noisy and not self.always_full and state.last_full is not None
+        confirm = noisy and not self.always_full and state.last_full is not None and self._confirming_pays()
         return _Verdict(score, regression, slowdown, reason, confirm)
+
+    def _confirming_pays(self) -> bool:
+        """A second tier-0 measurement is worth it only where a full profile costs more
+        (a judge's timing of whole processes can cost more than one callgrind call)."""
+        full = [r.tier1_s for r in self.history if r.tier == 1]
+        micro = [r.tier0_s for r in self.history]
+        return not full or not micro or sum(full) / len(full) > sum(micro) / len(micro)
 
     def should_full_profile(self, iteration: int, score_change: float, last_full_iter: int | None,
                             regression: bool = False) -> str | None:

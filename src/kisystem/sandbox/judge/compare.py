@@ -35,7 +35,7 @@ from pathlib import Path
 
 from kisystem.loop.taskspec import JudgeSpec, TaskSpec
 from kisystem.sandbox.judge.base import JudgeContext, JudgeError, Timing, Verdict, clip
-from kisystem.sandbox.judge.outputs import Case, compare_cases, parse_cases
+from kisystem.sandbox.judge.outputs import Case, compare_cases, parse_cases, repeated_names
 from kisystem.sandbox.process import Limits, ProcessResult, run_sandboxed
 
 MAX_OUTPUT = 16 * 1024 * 1024  # test cases print whole float arrays (see kbench.h: KB_FULL)
@@ -88,6 +88,9 @@ class CompareJudge:
             cases = parse_cases(result.stdout)
             if not cases and not self._skipped:
                 raise JudgeError(f"the reference of {self.task.id} printed no test cases")
+            if twice := repeated_names(cases):
+                raise JudgeError(f"the reference of {self.task.id} printed case {twice!r} more than once: "
+                                 "case names must be unique")
             self._expected[seed] = cases
         return self._expected[seed]
 

@@ -39,6 +39,12 @@ def parse_cases(text: str, keyword: str = "case") -> list[Case]:
     return cases
 
 
+def repeated_names(cases: list[Case]) -> str | None:
+    """The first case name that occurs more than once, if any."""
+    counts = Counter(case.name for case in cases)
+    return next((name for name, count in counts.items() if count > 1), None)
+
+
 def _number(token: str) -> float | None:
     try:
         return float(token)

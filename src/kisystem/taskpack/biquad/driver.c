@@ -64,7 +64,7 @@ static void bench(void) {
         coeffs[5 * s] = 0.3f, coeffs[5 * s + 1] = 0.2f, coeffs[5 * s + 2] = 0.1f;
         coeffs[5 * s + 3] = (float)(-2 * r * cos(theta)), coeffs[5 * s + 4] = (float)(r * r);
     }
-    for (long rep = 0; rep < 20; rep++) {
+    for (long rep = 0, reps = kb_bench_reps(20); rep < reps; rep++) {
         x[kb_range(0, n - 1)] = (float)(2 * kb_unit() - 1);
         biquad_cascade(coeffs, SECTIONS, state, x, y, n);
         kb_digest(rep);

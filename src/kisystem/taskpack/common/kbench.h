@@ -15,6 +15,7 @@
  *                    (a cached earlier result is then wrong), and prints per call:
  *                        digest <rep> <tokens...>
  *   A reference that cannot run here (no GPU) prints "KISYSTEM_SKIP <reason>" and exits 0.
+ *   KISYSTEM_BENCH_REPEATS (local runs, e.g. under a full profiler) lowers the calls per run.
  *
  * Tokens are numbers (compared within the task's rel_tol/abs_tol; NaN never matches)
  * or words (compared exactly).  A missing, repeated or differing case fails that case;
@@ -90,17 +91,27 @@ static inline long kb_bench_size(long fallback, long lo, long hi) {
     return value < lo || value > hi ? fallback : value;
 }
 
+/* Calls per bench run: `fallback`, or KISYSTEM_BENCH_REPEATS for local runs (a full
+ * profiler sets it to 1: it needs the work of one call, not of the timed run). */
+static inline long kb_bench_reps(long fallback) {
+    const char *text = getenv("KISYSTEM_BENCH_REPEATS");
+    long value = text && *text ? strtol(text, NULL, 10) : fallback;
+    return value < 1 || value > fallback ? fallback : value;
+}
+
 static inline void kb_skip(const char *reason) {
     fprintf(kb_out, "KISYSTEM_SKIP %s\n", reason);
     fflush(kb_out);
     exit(0);
 }
 
-/* Starts a "case <name>" line; the name is printf-formatted and must hold no spaces. */
+/* Starts a "case <number>:<name>" line; the name is printf-formatted and must hold no
+ * spaces.  The number keeps names unique where random sizes repeat a fixed one. */
 static inline void kb_case(const char *fmt, ...) {
+    static int number = 0;
     va_list args;
     va_start(args, fmt);
-    fputs("case ", kb_out);
+    fprintf(kb_out, "case %d:", ++number);
     vfprintf(kb_out, fmt, args);
     va_end(args);
 }

@@ -39,7 +39,7 @@ static void bench(void) {
     float *x = kb_alloc((size_t)n * sizeof(float)), *y = kb_alloc((size_t)n * sizeof(float)), h[TAPS];
     random_signal(x, n);
     random_filter(h, TAPS);
-    for (long rep = 0; rep < 20; rep++) {
+    for (long rep = 0, reps = kb_bench_reps(20); rep < reps; rep++) {
         x[kb_range(0, n - 1)] = (float)(2 * kb_unit() - 1);
         fir_filter(x, n, h, TAPS, y);
         kb_digest(rep);

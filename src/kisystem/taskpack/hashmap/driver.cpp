@@ -39,7 +39,7 @@ static void bench() {
     std::vector<std::uint64_t> keys(n), queries(n);
     std::vector<std::uint32_t> counts(n);
     random_keys(keys, queries, n / 8 + 1);
-    for (long rep = 0; rep < 20; rep++) {
+    for (long rep = 0, reps = kb_bench_reps(20); rep < reps; rep++) {
         keys[kb_range(0, (long)n - 1)] = queries[kb_range(0, (long)n - 1)];
         count_queries(keys.data(), n, queries.data(), n, counts.data());
         kb_digest(rep);

@@ -41,7 +41,7 @@ static void bench(void) {
         uint64_t r = kb_next();
         data[i] = (unsigned char)((r >> 32) % 10 < 6 ? 42 : r);
     }
-    for (long rep = 0; rep < 40; rep++) {
+    for (long rep = 0, reps = kb_bench_reps(40); rep < reps; rep++) {
         for (int k = 0; k < 16; k++) data[kb_range(0, n - 1)] = (unsigned char)kb_next();
         histogram(data, n, bins);
         kb_digest(rep);

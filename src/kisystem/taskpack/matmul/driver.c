@@ -29,7 +29,7 @@ static void tests(void) {
 static void bench(void) {
     int n = (int)kb_bench_size(256, 1, 4096);
     float *a = random_matrix(n), *b = random_matrix(n), *c = kb_alloc((size_t)n * n * sizeof(float));
-    for (long rep = 0; rep < 40; rep++) {
+    for (long rep = 0, reps = kb_bench_reps(40); rep < reps; rep++) {
         a[kb_range(0, (long)n * n - 1)] = (float)(2 * kb_unit() - 1);
         matmul(n, a, b, c);
         kb_digest(rep);

@@ -26,7 +26,7 @@ static void bench() {
     std::vector<std::uint32_t> image(side * side);
     std::vector<std::uint64_t> table(side * side);
     for (auto &v : image) v = static_cast<std::uint32_t>(kb_next() >> 40);
-    for (long rep = 0; rep < 40; rep++) {
+    for (long rep = 0, reps = kb_bench_reps(40); rep < reps; rep++) {
         image[kb_range(0, (long)(side * side) - 1)] = static_cast<std::uint32_t>(kb_next() >> 40);
         prefix_sum_2d(image.data(), table.data(), side, side);
         kb_digest(rep);

@@ -48,7 +48,7 @@ static void bench() {
     kb_cuda(cudaMalloc(&d_x, (size_t)n * sizeof(float)), "cudaMalloc");
     kb_fill<<<1024, 256>>>(d_x, n, kb_next());
     kb_cuda(cudaDeviceSynchronize(), "fill");
-    for (long rep = 0; rep < 500; rep++) {
+    for (long rep = 0, reps = kb_bench_reps(500); rep < reps; rep++) {
         kb_flip<<<1, 1>>>(d_x, kb_range(0, n - 1));
         float sum = reduce_sum(d_x, (int)n);
         kb_cuda(cudaDeviceSynchronize(), "reduce_sum");

@@ -46,7 +46,7 @@ static void bench(void) {
     for (long i = 0; i < n; i++) text[i] = (char)('a' + (kb_next() >> 33) % 26);
     fill(pattern, M, 26);
     for (int i = 0; i < 200; i++) memcpy(text + kb_range(0, n - M), pattern, M);
-    for (long rep = 0; rep < 100; rep++) {
+    for (long rep = 0, reps = kb_bench_reps(100); rep < reps; rep++) {
         memcpy(text + kb_range(0, n - M), pattern, M);
         kb_digest(rep);
         kb_int(count_occurrences(text, n, pattern, M));
