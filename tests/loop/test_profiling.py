@@ -41,7 +41,6 @@ from kisystem.loop.taskspec import PhaseSpec, ProfileSpec, TaskSpec
 from kisystem.loop.workspace import Workspace
 from kisystem.models.inventory import parse_inventory
 from kisystem.store.learning import LearningStore, RunResult
-from kisystem.taskpack import PACK_DIR
 from tests.loop.fakes import ScriptedModel
 
 HAVE_VALGRIND = shutil.which("valgrind") is not None
@@ -282,7 +281,58 @@ def test_note_carries_timing_regression_counters_and_hot_spots():
 
 # --- the profiler on real compiled code ---------------------------------------------------------
 
-BENCH_C = r"""#include "kbench.h"
+SELF_TIMED_H = r"""/* A self-timed harness, as an untrusted (self-reported) task may bring one: it prints
+ * KISYSTEM_BENCH lines that tier 0 reads for tasks without a judge. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+static inline long kb_env_long(const char *name, long fallback, long lo, long hi) {
+    const char *text = getenv(name);
+    char *end;
+    long value;
+    if (!text || !*text) return fallback;
+    value = strtol(text, &end, 10);
+    if (*end || value < lo || value > hi) {
+        fprintf(stderr, "ignoring %s=%s (allowed %ld..%ld)\n", name, text, lo, hi);
+        return fallback;
+    }
+    return value;
+}
+
+static inline double kb_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+typedef void (*kb_fn)(void);
+
+static inline void kb_bench(kb_fn candidate, kb_fn reference) {
+    long warmup = kb_env_long("KISYSTEM_BENCH_WARMUP", 1, 0, 100);
+    long repeats = kb_env_long("KISYSTEM_BENCH_REPEATS", 5, 1, 1000);
+    double min_seconds = (double)kb_env_long("KISYSTEM_BENCH_MIN_MS", 0, 0, 3600000) * 1e-3;
+    long i;
+    for (i = 0; i < warmup; i++) {
+        candidate();
+        reference();
+    }
+    double begin = kb_now();
+    for (i = 0; i < repeats || (i < 1000 && kb_now() - begin < min_seconds); i++) {
+        double start, tc, tr;
+        if (i % 2 == 0) {
+            start = kb_now(); candidate(); tc = kb_now() - start;
+            start = kb_now(); reference(); tr = kb_now() - start;
+        } else {
+            start = kb_now(); reference(); tr = kb_now() - start;
+            start = kb_now(); candidate(); tc = kb_now() - start;
+        }
+        printf("KISYSTEM_BENCH rep=%ld candidate_s=%.9f reference_s=%.9f\n", i, tc, tr);
+    }
+}
+
+"""
+
+BENCH_C = r"""#include "selftimed.h"
 void candidate(void);
 __attribute__((noinline)) void spin(long n) { volatile double s = 0; for (long i = 0; i < n; i++) s += i; }
 __attribute__((noinline)) void kisystem_bench_candidate(void) { candidate(); }
@@ -300,7 +350,7 @@ def spin_task(**changes) -> TaskSpec:
         id="spin", domain="C++/System", language="c", prompt="make candidate() fast", solution_file="solution.c",
         build=PhaseSpec("gcc -O1 -g -o bench_bin bench.c solution.c", 120), test=PhaseSpec("true", 60),
         profile=ProfileSpec("./bench_bin", 300),
-        fixed={"bench.c": BENCH_C, "kbench.h": (PACK_DIR / "common" / "kbench.h").read_text()})
+        fixed={"bench.c": BENCH_C, "selftimed.h": SELF_TIMED_H})
     return replace(task, **changes)
 
 

@@ -303,6 +303,7 @@ class _Ending:
     quota_used: int | None = None  # bytes found when the quota was exceeded
     returncode: int | None = None
     cpu_s: float | None = None
+    ended_at: float = 0.0  # monotonic time of the exit, timeout or quota kill (before the cleanup)
 
 
 async def run_sandboxed(
@@ -340,7 +341,7 @@ async def run_sandboxed(
         start = time.monotonic()
         ending = await _run(full, workdir, env, limits, uid, timeout_s, output, stdout,
                             stdin_data=stdin_data, split=split_stdout)
-        duration = time.monotonic() - start
+        duration = ending.ended_at - start  # up to the exit: the cleanup is not the program's time
     finally:
         if uid is not None:
             users.release_uid(uid)
@@ -415,11 +416,12 @@ async def _supervise(pid: int, workdir: Path, timeout_s: float, quota_bytes: int
     finally:
         exited.cancel()
         watchdog.cancel()
+    ended_at = time.monotonic()
     if exited.done() and not exited.cancelled():
-        return _Ending()
+        return _Ending(ended_at=ended_at)
     if watchdog.done() and not watchdog.cancelled():
-        return _Ending(quota_used=watchdog.result())
-    return _Ending(timed_out=True)
+        return _Ending(quota_used=watchdog.result(), ended_at=ended_at)
+    return _Ending(timed_out=True, ended_at=ended_at)
 
 
 async def _exited(pid: int) -> None:
