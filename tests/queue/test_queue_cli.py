@@ -36,6 +36,7 @@ def test_add_is_idempotent_and_status_shows_the_cost_aware_order(tmp_path: Path,
     assert [a["added"] for a in json.loads(first.stdout)] == [True, True, True]
     again = kisystem(tmp_path, "queue", "add", str(tasks_dir / "add1.toml"))
     assert again.returncode == 0 and "#2 add-1: already in the queue (queued), not added" in again.stdout
+    assert "UNTRUSTED: no [judge]" in again.stdout  # add.toml reports its own result
     status = json.loads(kisystem(tmp_path, "queue", "status", "--json").stdout)
     assert status["counts"]["queued"] == 3
     assert [n["id"] for n in status["next"]] == [2, 1, 3]  # the explicit priority 90 beats the neutral 50
@@ -83,8 +84,10 @@ def test_run_drains_the_queue_with_plain_lines_when_not_on_a_terminal(tmp_path: 
     assert proc.returncode == 0, proc.stderr
     assert "#2 add-1: leased" in proc.stderr and "#2 add-1: succeeded" in proc.stderr
     assert "3 claimed" in proc.stderr and "3 succeeded" in proc.stderr
-    counts = json.loads(kisystem(tmp_path, "queue", "status", "--json").stdout)["counts"]
-    assert counts["succeeded"] == 3
+    status = json.loads(kisystem(tmp_path, "queue", "status", "--json").stdout)
+    assert status["counts"]["succeeded"] == 3
+    assert {t["judged_by"] for t in status["tasks"]} == {"self-reported"}
+    assert "UNTRUSTED" in kisystem(tmp_path, "queue", "status").stdout
     again = kisystem(tmp_path, "queue", "run")
     assert again.returncode == 0 and "0 claimed" in again.stderr
 

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from kisystem.cli.context import AppContext, pass_app
+from kisystem.cli.run_cmd import judged_label
 from kisystem.loop.taskspec import expand_task_paths, load_task
 from kisystem.store.migrations import QUEUE_STATES
 from kisystem.store.queue import ACTIVE_STATES, FINAL_STATES, QueueStore, QueueTask
@@ -60,16 +61,18 @@ def add(app: AppContext, paths: tuple[Path, ...], priority: float | None, model:
     inventory = app.inventory
     if model:
         inventory.model(model)
-    subs = [submission_for(load_task(path, inventory.domains), source=str(path), key_space=key_space,
-                           priority=priority, model=model, max_attempts=max_attempts)
-            for path in expand_task_paths(paths)]  # fmt: skip
+    specs = {path: load_task(path, inventory.domains) for path in expand_task_paths(paths)}
+    subs = [submission_for(spec, source=str(path), key_space=key_space, priority=priority, model=model,
+                           max_attempts=max_attempts) for path, spec in specs.items()]  # fmt: skip
     with open_queue(app) as queue:
         added = queue.add(subs)
     if as_json:
         return click.echo(json.dumps([asdict(a) for a in added], indent=2))
+    untrusted = {spec.id for spec in specs.values() if not spec.trusted}
     for a in added:
         verb = "queued" if a.added else f"already in the queue ({a.state}), not added"
-        app.console.print(f"#{a.id} {a.task}: {verb}")
+        mark = " [yellow](UNTRUSTED: no \\[judge], its result is self-reported)[/yellow]" if a.task in untrusted else ""
+        app.console.print(f"#{a.id} {a.task}: {verb}{mark}")
 
 
 @queue_group.command("run")
@@ -129,14 +132,21 @@ def _pending(queue: QueueStore) -> int:
 def status(app: AppContext, show_all: bool, as_json: bool) -> None:
     """Tasks per state, what runs now, and what runs next (with PriorityScore, ETA and PriorityEff)."""
     if not app.paths.db.exists():
-        return _print_status(app, dict.fromkeys(QUEUE_STATES, 0), [], [], as_json, show_all)
+        return _print_status(app, dict.fromkeys(QUEUE_STATES, 0), [], [], {}, as_json, show_all)
     from kisystem.queue.ordering import learned_ordering
     from kisystem.store.learning import LearningStore
 
     with open_queue(app) as queue, LearningStore.open(app.paths.db) as learning:
         ordering = learned_ordering(learning, app.config, app.inventory)
         upcoming = [_ranked(ordering, c) for c in ordering.queue_order(queue.queued())]
-        _print_status(app, queue.counts(), queue.tasks(), upcoming, as_json, show_all)
+        tasks = queue.tasks()
+        _print_status(app, queue.counts(), tasks, upcoming, _judges(learning, tasks), as_json, show_all)
+
+
+def _judges(learning: Any, tasks: list[QueueTask]) -> dict[int, str]:
+    """Who judged each task's last run: a judge kind, or self-reported (untrusted)."""
+    runs = {t.id: learning.get_run(t.run_id) for t in tasks if t.run_id}
+    return {task_id: run.judge for task_id, run in runs.items() if run is not None and run.judge}
 
 
 def _ranked(ordering: Any, c: Any) -> dict[str, Any]:
@@ -146,9 +156,10 @@ def _ranked(ordering: Any, c: Any) -> dict[str, Any]:
 
 
 def _print_status(app: AppContext, counts: dict[str, int], tasks: list[QueueTask], upcoming: list[dict[str, Any]],
-                  as_json: bool, show_all: bool) -> None:  # fmt: skip
+                  judges: dict[int, str], as_json: bool, show_all: bool) -> None:  # fmt: skip
     if as_json:
-        data = {"counts": counts, "next": upcoming, "tasks": [asdict(t) for t in tasks]}
+        data = {"counts": counts, "next": upcoming,
+                "tasks": [{**asdict(t), "judged_by": judges.get(t.id)} for t in tasks]}
         return click.echo(json.dumps(data, indent=2))
     if not tasks:
         return app.console.print("the queue is empty")
@@ -162,17 +173,18 @@ def _print_status(app: AppContext, counts: dict[str, int], tasks: list[QueueTask
     finished = [t for t in tasks if t.state in FINAL_STATES]
     if finished:
         shown = finished if show_all else finished[-NEXT_SHOWN:]
-        app.console.print(_task_table(f"finished (last {len(shown)} of {len(finished)})", shown))
+        app.console.print(_task_table(f"finished (last {len(shown)} of {len(finished)})", shown, judges))
 
 
-def _task_table(title: str, tasks: list[QueueTask]) -> Table:
+def _task_table(title: str, tasks: list[QueueTask], judges: dict[int, str] | None = None) -> Table:
     table = Table(title=title)
-    for col in ("id", "task", "domain", "state", "attempts", "outcome", "score", "note"):
+    for col in ("id", "task", "domain", "state", "attempts", "outcome", "score", "judged by", "note"):
         table.add_column(col)
     for t in tasks:
         score = "" if t.score is None else f"{t.score:.0f}"
+        judged = judged_label(judges[t.id]) if judges and t.id in judges else ""
         table.add_row(str(t.id), t.task, t.domain, t.state, f"{t.attempts}/{t.max_attempts}", t.outcome or "",
-                      score, t.note or "")  # fmt: skip
+                      score, judged, t.note or "")  # fmt: skip
     return table
 
 

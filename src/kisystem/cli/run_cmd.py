@@ -34,7 +34,7 @@ def run(app: AppContext, paths: tuple[Path, ...], model: str | None, as_json: bo
     config = replace(app.config, keep_workspaces=True) if keep_workspaces else app.config
     for task in tasks:
         if not task.trusted:
-            app.err_console.print(f"[yellow]warning: {task.id} has no [judge]: its result is self-reported by "
+            app.err_console.print(f"[yellow]warning: {task.id} has no \\[judge]: its result is self-reported by "
                                   "the program and cannot be trusted[/yellow]")
     results = asyncio.run(_run_all(app, config, tasks, model))
     if as_json:
