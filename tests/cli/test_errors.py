@@ -111,3 +111,33 @@ def test_bad_task_spec_names_file_and_field(tmp_path):
 def test_usage_errors_exit_2(tmp_path, args):
     proc = kisystem(tmp_path, *args)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", [["run"], ["queue", "add"], ["tasks", "check"]])
+def test_a_folder_without_task_specs_is_an_error_naming_it(tmp_path, command):
+    empty = tmp_path / "no-specs-here"
+    empty.mkdir()
+    proc = kisystem(tmp_path / "home", *command, str(empty))
+    assert proc.returncode == 2
+    line = one_error_line(proc)
+    assert "no-specs-here" in line and "no task specs" in line
+
+
+def test_a_read_only_command_works_while_another_process_holds_the_write_lock(tmp_path):
+    import sqlite3
+
+    from kisystem.store.learning import LearningStore
+
+    home = tmp_path / "home"
+    home.mkdir()
+    with LearningStore.open(home / "learning.db"):
+        pass  # created at the latest schema version
+    holder = sqlite3.connect(home / "learning.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    try:
+        proc = kisystem(home, "meta", "stats", "--json")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert proc.returncode == 0, proc.stderr
+    assert "locked" not in proc.stderr

@@ -172,11 +172,15 @@ def load_tasks(paths: Iterable[Path], known_domains: Iterable[str] = DEFAULT_DOM
 
 
 def expand_task_paths(paths: Iterable[Path]) -> list[Path]:
-    """Files as given; directories replaced by the ``*.toml`` files directly inside, sorted."""
+    """Files as given; directories replaced by the ``*.toml`` files directly inside, sorted
+    (a directory without any is an error)."""
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            files.extend(sorted(p for p in path.glob("*.toml") if p.is_file()))
+            found = sorted(p for p in path.glob("*.toml") if p.is_file())
+            if not found:
+                raise TaskSpecError(f"{path}: no task specs (*.toml) in this folder")
+            files.extend(found)
         elif path.exists():
             files.append(path)
         else:

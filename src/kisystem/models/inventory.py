@@ -12,10 +12,12 @@ import tomllib
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from kisystem.errors import UsageError
 from kisystem.models.base import Endpoint, Mode
+
+T = TypeVar("T")
 
 PROFILES = ("embedded", "ollama")
 _MODES = ("chat", "completion")
@@ -95,19 +97,38 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 def parse_inventory(data: dict[str, Any], source: str) -> Inventory:
     try:
-        endpoints = {name: _endpoint(name, raw) for name, raw in data.get("endpoints", {}).items()}
-        models = {m.name: m for m in (_model(raw) for raw in data.get("models", []))}
-        routes = {d: _route(d, raw) for d, raw in data.get("routes", {}).items()}
+        endpoints = {name: _entry(f"endpoint {name!r}", _endpoint, name, raw)
+                     for name, raw in data.get("endpoints", {}).items()}
+        models = {m.name: m for m in (_entry(f"model #{i + 1}", _model, raw)
+                                      for i, raw in enumerate(data.get("models", [])))}
+        routes = {d: _entry(f"route {d!r}", _route, d, raw) for d, raw in data.get("routes", {}).items()}
     except (KeyError, TypeError, ValueError) as err:
         raise InventoryError(f"{source}: {err}") from err
     _check_references(source, endpoints, models, routes)
     return Inventory(source, endpoints, models, routes)
 
 
+_ALLOWED = {"backend": f"one of {', '.join(_BACKENDS)}", "base_url": "e.g. http://127.0.0.1:11434",
+            "rank": "an integer", "timeout_s": "seconds", "endpoint": "an endpoint's name",
+            "start": "a model's name", "name": "the model's name on its backend"}
+
+
+def _entry(what: str, parse: Callable[..., T], *args: Any) -> T:
+    """``parse(*args)``, its errors naming the entry (and, for a missing key, what it may be)."""
+    try:
+        return parse(*args)
+    except KeyError as err:
+        key = err.args[0]
+        hint = f" ({_ALLOWED[key]})" if key in _ALLOWED else ""
+        raise ValueError(f"{what}: missing required key {key!r}{hint}") from None
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{what}: {err}") from None
+
+
 def _endpoint(name: str, raw: dict[str, Any]) -> Endpoint:
     backend = raw["backend"]
     if backend not in _BACKENDS:
-        raise ValueError(f"endpoint {name!r}: backend {backend!r} not one of {', '.join(_BACKENDS)}")
+        raise ValueError(f"backend {backend!r} not one of {', '.join(_BACKENDS)}")
     return Endpoint(name=name, backend=backend, base_url=str(raw["base_url"]).rstrip("/"),
                     api_key=raw.get("api_key"), retries=int(raw.get("retries", 2)))
 
@@ -115,7 +136,7 @@ def _endpoint(name: str, raw: dict[str, Any]) -> Endpoint:
 def _model(raw: dict[str, Any]) -> ModelSpec:
     mode = raw.get("mode", "chat")
     if mode not in _MODES:
-        raise ValueError(f"model {raw.get('name')!r}: mode {mode!r} not one of {', '.join(_MODES)}")
+        raise ValueError(f"{raw.get('name')!r}: mode {mode!r} not one of {', '.join(_MODES)}")
     return ModelSpec(name=str(raw["name"]), rank=int(raw["rank"]), role=str(raw.get("role", "")),
                      timeout_s=float(raw["timeout_s"]), endpoint=str(raw["endpoint"]), mode=mode,
                      embedded=raw.get("embedded"))

@@ -316,7 +316,8 @@ def migrate(
     for step in migrations:
         if target is not None and step.version > target:
             break
-        _apply(conn, step)
+        if current_version(conn) < step.version:  # read first: a current database takes no write lock
+            _apply(conn, step)
     return current_version(conn)
 
 
