@@ -141,3 +141,14 @@ def test_a_read_only_command_works_while_another_process_holds_the_write_lock(tm
         holder.close()
     assert proc.returncode == 0, proc.stderr
     assert "locked" not in proc.stderr
+
+
+@pytest.mark.parametrize("db", ["/dev/null", "a-directory"])
+def test_a_database_that_is_a_device_or_a_directory_is_one_clear_line(tmp_path, db):
+    path = Path(db) if db.startswith("/") else tmp_path / db
+    if not path.is_absolute() or not path.exists():
+        path.mkdir()
+    proc = kisystem(tmp_path / "home", "--db", str(path), "meta", "stats")
+    assert proc.returncode != 0
+    line = one_error_line(proc)
+    assert str(path) in line and ("directory" in line or "not a regular file" in line)

@@ -92,6 +92,9 @@ def open_migrated(path: Path, what: str = "database") -> sqlite3.Connection:
     from kisystem.store.migrations import migrate  # migrations import this module
 
     path = Path(path)
+    if path.exists() and not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise StoreError(f"{what} {path} is {kind}: give the path of an SQLite file (--db / KISYSTEM_DB)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
