@@ -19,12 +19,13 @@ from typing import Any, ClassVar
 
 from kisystem.errors import ConfigError
 from kisystem.paths import RESERVED_ENV, Paths
+from kisystem.sandbox.levels import SandboxLevel
 
 ENV_PREFIX = "KISYSTEM_"
 DEFAULT_FILENAME = "optimization_config.json"
 SUM_TOLERANCE = 1e-6
 MODEL_PROFILES = ("embedded", "ollama")
-SANDBOX_LEVELS = ("bwrap", "unshare", "none")  # best first
+SANDBOX_LEVELS = tuple(str(level) for level in SandboxLevel)  # best first
 ROUTING_POLICIES = ("spec", "thompson")
 
 _KIND_NAMES = {int: "int", float: "float", bool: "bool", str: "string"}

@@ -19,7 +19,7 @@ from typing import AsyncIterator, Mapping
 from kisystem.config import SANDBOX_LEVELS, OptimizationConfig
 from kisystem.errors import UsageError
 from kisystem.loop.categorizer import ErrorCategorizer, ErrorInfo, Phase
-from kisystem.sandbox import Limits, ProcessResult, SandboxLevel, detect_sandbox_level, run_sandboxed
+from kisystem.sandbox import Limits, ProcessResult, SandboxLevel, detect_sandbox_level, level_rank, run_sandboxed
 from kisystem.sandbox.judge.base import Timing, Verdict
 from kisystem.sandbox.judge.session import JudgedRun
 from kisystem.loop.taskspec import PhaseSpec
@@ -44,7 +44,7 @@ class PhaseRun:
 
 def require_level(level: SandboxLevel, minimum: str) -> None:
     """Refuse a sandbox below the configured ``sandbox_min_level``."""
-    if SANDBOX_LEVELS.index(str(level)) > SANDBOX_LEVELS.index(minimum):
+    if level_rank(level) < level_rank(minimum):
         raise UsageError(f"the sandbox here is {level!s}, below sandbox_min_level {minimum!r}: install bubblewrap "
                          f"(or run as root for unshare), or lower sandbox_min_level (allowed: "
                          f"{', '.join(SANDBOX_LEVELS)})")

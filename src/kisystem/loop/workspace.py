@@ -59,7 +59,7 @@ class Workspace:
             target = self._checked(rel)
             try:
                 self._make_parents(target, repair=False)
-                _replace_file(target, content.encode(), mode=0o644, repair=False)
+                replace_file(target, content.encode(), mode=0o644, repair=False)
             except OSError as exc:
                 raise WorkspaceError(f"cannot write {rel!r}: {exc}") from exc
             written.append(target)
@@ -73,7 +73,7 @@ class Workspace:
             data = content.encode() if isinstance(content, str) else content
             try:
                 self._make_parents(target, repair=True)
-                _replace_file(target, data, mode=READ_ONLY, repair=True)
+                replace_file(target, data, mode=READ_ONLY, repair=True)
             except OSError as exc:
                 raise WorkspaceError(f"cannot restore fixed file {rel!r}: {exc}") from exc
             self._fixed[rel] = target
@@ -122,8 +122,9 @@ class Workspace:
             current.mkdir()
 
 
-def _replace_file(target: Path, data: bytes, *, mode: int, repair: bool) -> None:
-    """Write a new file at ``target``, never writing through what was there."""
+def replace_file(target: Path, data: bytes, *, mode: int, repair: bool) -> None:
+    """Write a new file at ``target``, never writing through what was there (with
+    ``repair``, a directory in the way is removed too)."""
     _remove(target, repair=repair)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(target, flags, mode)

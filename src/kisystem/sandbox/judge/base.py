@@ -14,6 +14,7 @@ from statistics import median
 from typing import Protocol
 
 from kisystem.errors import KisystemError
+from kisystem.loop.workspace import replace_file
 from kisystem.sandbox.process import Limits, ProcessResult, SandboxLevel
 
 DETAIL_CHARS = 2000  # of a failure description shown to the model
@@ -92,3 +93,9 @@ class Judge(Protocol):
 
 def clip(text: str, limit: int = DETAIL_CHARS) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def write_fresh(path: Path, text: str) -> None:
+    """Write ``path`` anew, whatever is there (a file, a symlink, a directory); no write
+    goes through a planted link."""
+    replace_file(path, text.encode("utf-8"), mode=0o644, repair=True)

@@ -19,14 +19,12 @@ judge.  The scripts are in ``calls_scripts/`` (standard library only).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
 from kisystem.loop.taskspec import JudgeSpec, TaskSpec
-from kisystem.sandbox.judge.base import JudgeContext, JudgeError, Timing, Verdict, clip
+from kisystem.sandbox.judge.base import JudgeContext, JudgeError, Timing, Verdict, clip, write_fresh
 from kisystem.sandbox.process import DEFAULT_MAX_OUTPUT, ProcessResult, run_sandboxed
 
 SCRIPTS = "kisystem.sandbox.judge.calls_scripts"
@@ -40,18 +38,6 @@ LOG_LIMIT = DEFAULT_MAX_OUTPUT  # of the candidate's stderr kept in its ProcessR
 
 def script(name: str) -> str:
     return resources.files(SCRIPTS).joinpath(name).read_text(encoding="utf-8")
-
-
-def write_fresh(path: Path, text: str) -> None:
-    """Write ``path`` anew: whatever is there (a file, a symlink, a directory) goes first,
-    and the file is created exclusively, so no write can go through a planted link."""
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
 
 
 class CallsJudge:

@@ -34,8 +34,20 @@ from dataclasses import replace
 from pathlib import Path
 
 from kisystem.loop.taskspec import JudgeSpec, TaskSpec
-from kisystem.sandbox.judge.base import JudgeContext, JudgeError, Timing, Verdict, clip
-from kisystem.sandbox.judge.outputs import Case, compare_cases, parse_cases, repeated_names
+from kisystem.sandbox.judge.base import (
+    JudgeContext,
+    JudgeError,
+    Timing,
+    Verdict,
+    clip,
+    write_fresh,
+)
+from kisystem.sandbox.judge.outputs import (
+    Case,
+    compare_cases,
+    parse_cases,
+    repeated_names,
+)
 from kisystem.sandbox.process import Limits, ProcessResult, run_sandboxed
 
 MAX_OUTPUT = 16 * 1024 * 1024  # test cases print whole float arrays (see kbench.h: KB_FULL)
@@ -60,7 +72,7 @@ class CompareJudge:
         for name, text in {**self.task.fixed, **self.spec.files}.items():
             path = ctx.judge_dir / name
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+            write_fresh(path, text)
         build = self.spec.build
         assert build is not None
         result = await run_sandboxed(build.command, ctx.judge_dir, build.timeout_s,
