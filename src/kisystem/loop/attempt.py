@@ -156,9 +156,7 @@ class AttemptRunner:
             attempt.t_build = build.duration_s
             if not build.ok:
                 return self._failed(attempt, build, emit)
-        judged = self._judged.get(run_id)
-        test = await (self._judged_test(task, judged, workspace, emit) if judged
-                      else self._phase(Phase.TEST, task, workspace, emit))
+        test = await self._test(task, run_id, workspace, emit)
         attempt.t_test = test.duration_s
         metrics: Mapping[str, float] = {}
         if test.ok and task.profile:
@@ -180,23 +178,27 @@ class AttemptRunner:
 
     async def _phase(self, phase: Phase, task: TaskSpec, workspace: Workspace, emit: Emit) -> PhaseRun:
         spec = {Phase.BUILD: task.build, Phase.TEST: task.test, Phase.PROFILE: task.profile}[phase]
-        run = await self.phases.run(phase, spec, workspace, task.fixed, task.language)
-        emit(str(phase).lower(), ok=run.ok, seconds=round(run.duration_s, 3), attempts=run.attempts,
-             error=run.error.to_dict() if run.error else None)
-        return run
+        return _emitted(await self.phases.run(phase, spec, workspace, task.fixed, task.language), emit)
 
-    async def _judged_test(self, task: TaskSpec, judged: JudgedRun, workspace: Workspace, emit: Emit) -> PhaseRun:
-        run = await self.phases.run_judged(judged, workspace, task.fixed, task.test.timeout_s)
-        verdict = run.verdict
-        emit("test", ok=run.ok, seconds=round(run.duration_s, 3), attempts=run.attempts, judged=True,
-             passed=verdict.passed if verdict else None, total=verdict.total if verdict else None,
-             error=run.error.to_dict() if run.error else None)
-        return run
+    async def _test(self, task: TaskSpec, run_id: str, workspace: Workspace, emit: Emit) -> PhaseRun:
+        """By the run's judge where the task has one, else by the test command's own report."""
+        judged = self._judged.get(run_id)
+        if judged is None:
+            return await self._phase(Phase.TEST, task, workspace, emit)
+        return _emitted(await self.phases.run_judged(judged, workspace, task.fixed, task.test.timeout_s), emit)
 
     def _failed(self, attempt: Attempt, run: PhaseRun, emit: Emit) -> Attempt:
         attempt.failure = Failure.from_info(run.error)
         emit("score", score=0.0, error=attempt.failure.error_type)
         return attempt
+
+
+def _emitted(run: PhaseRun, emit: Emit) -> PhaseRun:
+    """``run`` after its event: how it ended and, when judged, the judge's counts."""
+    judged = {"judged": True, "passed": run.verdict.passed, "total": run.verdict.total} if run.verdict else {}
+    emit(str(run.phase).lower(), ok=run.ok, seconds=round(run.duration_s, 3), attempts=run.attempts, **judged,
+         error=run.error.to_dict() if run.error else None)
+    return run
 
 
 def _score_input(task: TaskSpec, test: PhaseRun, metrics: Mapping[str, float]) -> ScoreInput:

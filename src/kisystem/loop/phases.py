@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, replace
-from typing import AsyncIterator, Mapping
+from typing import AsyncIterator, Awaitable, Callable, Mapping
 
 from kisystem.config import SANDBOX_LEVELS, OptimizationConfig
 from kisystem.errors import UsageError
@@ -71,39 +71,42 @@ class PhaseRunner:
     async def run(self, phase: Phase, spec: PhaseSpec, workspace: Workspace,
                   fixed: Mapping[str, str], language: str) -> PhaseRun:
         limits = limits_for(language, spec.timeout_s)
-        spent, attempt, error = 0.0, 0, None
+
+        async def once() -> tuple[ProcessResult, Verdict | None]:
+            result = await run_sandboxed(spec.command, workspace.path, spec.timeout_s, limits,
+                                         readonly_paths=workspace.fixed_paths(), level=self.level)
+            return result, None
+
         async with self._gate(phase):
-            while attempt <= self.retries[phase]:
-                attempt += 1
-                workspace.restore_fixed(fixed)
-                result = await run_sandboxed(spec.command, workspace.path, spec.timeout_s, limits,
-                                             readonly_paths=workspace.fixed_paths(), level=self.level)
-                spent += result.duration_s
-                if result.succeeded:
-                    return PhaseRun(phase, result, attempt, spent, None)
-                error = self.categorizer.categorize(phase, result.exit_code, result.output,
-                                                    timed_out=result.timed_out, signal=result.signal)
-                if not error.transient:
-                    break
-        return PhaseRun(phase, result, attempt, spent, error)
+            return await self._retried(phase, workspace, fixed, once)
 
     async def run_judged(self, judged: JudgedRun, workspace: Workspace, fixed: Mapping[str, str],
                          timeout_s: float) -> PhaseRun:
-        """The test phase of a judged task; retried like :meth:`run` when transient."""
+        """The test phase of a judged task: the verdict decides, retried like :meth:`run`."""
+
+        async def once() -> tuple[ProcessResult, Verdict | None]:
+            verdict = await judged.test(workspace.path, timeout_s)
+            return _judged_result(verdict), verdict
+
+        return await self._retried(Phase.TEST, workspace, fixed, once)
+
+    async def _retried(self, phase: Phase, workspace: Workspace, fixed: Mapping[str, str],
+                       once: Callable[[], Awaitable[tuple[ProcessResult, Verdict | None]]]) -> PhaseRun:
+        """``once`` on freshly restored fixed files, again while it fails transiently."""
         spent, attempt = 0.0, 0
         while True:
             attempt += 1
             workspace.restore_fixed(fixed)
-            verdict = await judged.test(workspace.path, timeout_s)
-            result = _judged_result(verdict)
-            spent += verdict.candidate.duration_s
-            if verdict.ok:
-                return PhaseRun(Phase.TEST, result, attempt, spent, None, verdict)
+            result, verdict = await once()
+            spent += result.duration_s
+            passed = verdict.ok if verdict is not None else result.succeeded
+            if passed:
+                return PhaseRun(phase, result, attempt, spent, None, verdict)
             exit_code = 1 if result.exit_code == 0 else result.exit_code  # exit 0 cannot pass a failed judgement
-            error = self.categorizer.categorize(Phase.TEST, exit_code, result.output,
+            error = self.categorizer.categorize(phase, exit_code, result.output,
                                                 timed_out=result.timed_out, signal=result.signal)
-            if not error.transient or attempt > self.retries[Phase.TEST]:
-                return PhaseRun(Phase.TEST, result, attempt, spent, error, verdict)
+            if not error.transient or attempt > self.retries[phase]:
+                return PhaseRun(phase, result, attempt, spent, error, verdict)
 
     async def time_judged(self, judged: JudgedRun, workspace: Workspace, fixed: Mapping[str, str],
                           timeout_s: float, rounds: int) -> Timing:
