@@ -24,6 +24,7 @@ async def test_two_tier_profiles_less_and_catches_the_injected_regression(tmp_pa
     assert injected.version.injected and injected.two_tier.regression and injected.always_full.regression
     assert all(r.always_full.reason == "always full" for r in result.rows)
     assert result.rows[0].two_tier.reason == "baseline"
+    assert {"cpu_s", "reference_cpu_s", "best_wall_s", "reference_best_wall_s"} <= set(result.rows[0].two_tier.metrics)
     if detect_tools().valgrind:
         assert result.caught("two_tier") == result.caught("always_full") == 1
         assert result.two_tier.tier1_count < result.always_full.tier1_count == 6

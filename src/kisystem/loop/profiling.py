@@ -56,9 +56,9 @@ from kisystem.loop.profile_parsers import (  # noqa: F401  (re-exported: the par
     parse_tool_output,
 )
 from kisystem.loop.scoring import PerformanceParser, ScoreInput
-from kisystem.sandbox.judge.base import Timing
 from kisystem.loop.taskspec import PhaseSpec, TaskSpec
 from kisystem.loop.workspace import Workspace
+from kisystem.sandbox.judge.base import Timing
 from kisystem.sandbox.judge.session import JudgedRun
 
 log = logging.getLogger(__name__)
@@ -422,6 +422,7 @@ class _Tier0:
     bench: Microbench | None
     skipped: str = ""
     error: ErrorInfo | None = None
+    cpu: Mapping[str, float] = field(default_factory=dict)  # a judge's CPU times, measured from outside
 
 
 class TwoTierProfiler:
@@ -466,7 +467,8 @@ class TwoTierProfiler:
             if again.bench is not None:
                 bench = bench.merged(again.bench)
                 verdict = self._verdict(task, state, iteration, bench)
-        result = ProfileResult(0, "microbench", verdict.reason or "no trigger", bench.metrics(), tier0_s=job.spent,
+        metrics = {**tier0.cpu, **bench.metrics()}
+        result = ProfileResult(0, "microbench", verdict.reason or "no trigger", metrics, tier0_s=job.spent,
                                score=verdict.score, regression=verdict.regression, slowdown=verdict.slowdown)
         if verdict.reason:
             result = await self._tier1(job, result)
@@ -533,7 +535,8 @@ class TwoTierProfiler:
         if not timing.ok:
             error = self.phases.categorizer.categorize(Phase.PROFILE, 1, timing.error or "the judge timed nothing")
             return _Tier0(None, error=error)
-        return _Tier0(Microbench.from_samples(timing.candidate_s, timing.reference_s))
+        cpu = {k: v for k, v in timing.metrics().items() if k.endswith("cpu_s")}
+        return _Tier0(Microbench.from_samples(timing.candidate_s, timing.reference_s), cpu=cpu)
 
     async def _rerun(self, job: _Job, first_s: float) -> _Tier0:
         """A program without bench lines: the first run was the warm-up; time a few more."""
