@@ -1,82 +1,165 @@
-"""`bench humaneval`: single-shot per embedded model against the full loop, same tasks.
+"""`bench humaneval`: the loop against one shot and compute-matched resampling, same problems.
 
-Each arm runs the real supervisor over the same HumanEval problems in one process: a
-single-shot arm is the loop restricted to one model with a budget of one iteration
-(greedy, one attempt); the loop arm is the configured loop with its routing and
-stop-loss escalation.  Results go to a separate benchmark database, so benchmark runs do
-not skew the learning database.
+Per problem, in one process and one model fleet:
+
+- ``single M``: one greedy answer of model M to the plain prompt (the loop's first try).
+- ``loop``: the real supervisor with its routing, feedback and escalation.
+- ``resample M``: model M sampled independently (greedy first, then seeded samples at
+  the retry temperature, never any feedback) until it has spent the model-seconds the
+  loop spent on that problem; solved if any sample passes.
+- ``resample ladder``: the same, spending on each model of the route what the loop
+  spent on it, in the route's order.
+
+Everything is judged by the task's judge.  Answers and judged attempts are cached (see
+:mod:`kisystem.bench.cache`), so a run resumes, runs in pieces that merge, and reports
+each arm's time as it was when the work was done.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, replace
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
+from kisystem.bench.cache import BenchCache, CachedAttempts, CachedGenerator
+from kisystem.bench.sampling import judged_sample
 from kisystem.config import OptimizationConfig
+from kisystem.loop.attempt import Attempt
 from kisystem.loop.humaneval import humaneval_spec, read_humaneval
 from kisystem.loop.session import loop_session
-from kisystem.loop.supervisor import TaskResult
+from kisystem.loop.supervisor import Supervisor
 from kisystem.loop.taskspec import TaskSpec
 from kisystem.models.inventory import Inventory
 from kisystem.paths import Paths
 
-
-@dataclass(frozen=True)
-class Arm:
-    name: str
-    config: OptimizationConfig
-    only_model: str | None  # single-shot arms pin one model
+LOOP = "loop"
+LADDER = "ladder"
+MAX_SAMPLES = 40  # per model and problem: a backend that fails fast must not sample forever
 
 
-@dataclass(frozen=True)
-class ArmResult:
+@dataclass
+class Outcome:
+    """One arm on one problem."""
+
+    solved: bool = False
+    attempts: int = 0
+    tokens: int = 0
+    model_s: float = 0.0
+    wall_s: float = 0.0
+    by_model: dict[str, float] = field(default_factory=dict)  # model-seconds per model
+
+    def add(self, attempt: Attempt, target: float) -> None:
+        self.solved = self.solved or attempt.score >= target
+        self.attempts += 1
+        self.tokens += attempt.tokens_prompt + attempt.tokens_completion
+        self.model_s += attempt.t_generate
+        self.wall_s += attempt.t_generate + attempt.t_build + attempt.t_test
+        self.by_model[attempt.model] = self.by_model.get(attempt.model, 0.0) + attempt.t_generate
+
+
+@dataclass
+class ArmTotals:
     arm: str
-    solved: int
-    attempted: int
-    attempts: int
-    tokens: int
-    wall_s: float
-    model_s: float
-    solved_ids: tuple[str, ...]
+    solved: int = 0
+    problems: int = 0
+    attempts: int = 0
+    tokens: int = 0
+    model_s: float = 0.0
+    wall_s: float = 0.0
+    solved_ids: list[str] = field(default_factory=list)
+
+    def add(self, task: str, outcome: Outcome) -> None:
+        self.problems += 1
+        self.solved += outcome.solved
+        self.attempts += outcome.attempts
+        self.tokens += outcome.tokens
+        self.model_s += outcome.model_s
+        self.wall_s += outcome.wall_s
+        if outcome.solved:
+            self.solved_ids.append(task)
 
     @property
     def solved_per_model_minute(self) -> float:
         return self.solved / (self.model_s / 60) if self.model_s else 0.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "solved_per_model_minute": round(self.solved_per_model_minute, 3)}
 
 
 def humaneval_tasks(start: int, stop: int) -> list[TaskSpec]:
     return [humaneval_spec(p) for p in read_humaneval()[start:stop]]
 
 
-def arms(config: OptimizationConfig, inventory: Inventory) -> list[Arm]:
-    single = replace(config, max_optimization_iterations=1)
-    models = sorted(inventory.models.values(), key=lambda m: m.rank)
-    return [*(Arm(f"single-shot {m.name}", single, m.name) for m in models), Arm("loop", config, None)]
+def arm_names(ladder: Sequence[str]) -> list[str]:
+    return [*(f"single {m}" for m in ladder), LOOP, *(f"resample {m}" for m in ladder), f"resample {LADDER}"]
 
 
-async def run_arm(arm: Arm, tasks: list[TaskSpec], inventory: Inventory, paths: Paths, db: Path,
-                  progress: Callable[[str, TaskResult], None]) -> ArmResult:
-    started = time.monotonic()
-    results: list[TaskResult] = []
-    async with loop_session(arm.config, inventory, paths, db=db) as sup:
-        if arm.only_model:
-            sup.available = {arm.only_model} & (sup.available or set())
-        for task in tasks:
-            result = await sup.run_task(task, start_model=arm.only_model)
-            results.append(result)
-            progress(arm.name, result)
-    return ArmResult(arm.name, sum(r.solved for r in results), len(results), sum(r.iterations for r in results),
-                     sum(r.tokens for r in results), time.monotonic() - started,
-                     sum(sum(r.model_seconds.values()) for r in results),
-                     tuple(r.task for r in results if r.solved))
+Progress = Callable[[int, TaskSpec, dict[str, Outcome]], None]
 
 
-def save(results: list[ArmResult], out: Path, meta: dict) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rows = [{**asdict(r), "solved_per_model_minute": r.solved_per_model_minute} for r in results]
-    out.write_text(json.dumps({**meta, "arms": rows}, indent=2))
-    return out
+class HumanEvalBench:
+    """Runs every arm on each problem in turn, problem by problem (so an interruption
+    leaves whole problems behind it)."""
 
+    def __init__(self, config: OptimizationConfig, inventory: Inventory, paths: Paths, cache_path: Path) -> None:
+        self.config = config
+        self.inventory = inventory
+        self.paths = paths
+        self.cache_path = cache_path
+
+    async def run(self, tasks: Sequence[TaskSpec], progress: Progress,
+                  warn: Callable[[str], None]) -> tuple[list[str], dict[str, ArmTotals]]:
+        cache = BenchCache(self.cache_path)
+        db = self.cache_path.with_name(self.cache_path.stem + "-runs.db")  # not the learning database
+        try:
+            async with loop_session(self.config, self.inventory, self.paths, db=db, warn=warn) as sup:
+                sup.generator = CachedGenerator(sup.generator, cache)
+                sup.attempts = CachedAttempts(sup.attempts, cache)
+                ladder = [m for m in self.inventory.route(tasks[0].domain).chain if m in (sup.available or ())]
+                totals = {name: ArmTotals(name) for name in arm_names(ladder)}
+                for number, task in enumerate(tasks, 1):
+                    outcomes = await self.problem(sup, task, ladder)
+                    for name, outcome in outcomes.items():
+                        totals[name].add(task.id, outcome)
+                    progress(number, task, outcomes)
+        finally:
+            cache.close()
+        return ladder, totals
+
+    async def problem(self, sup: Supervisor, task: TaskSpec, ladder: Sequence[str]) -> dict[str, Outcome]:
+        loop = await self.loop(sup, task)
+        out = {f"single {m}": await self.resample(sup, task, [(m, 0.0)]) for m in ladder}
+        out[LOOP] = loop
+        for m in ladder:
+            out[f"resample {m}"] = await self.resample(sup, task, [(m, loop.model_s)])
+        out[f"resample {LADDER}"] = await self.resample(sup, task, [(m, loop.by_model.get(m, 0.0)) for m in ladder
+                                                                    if m in loop.by_model])
+        return out
+
+    async def loop(self, sup: Supervisor, task: TaskSpec) -> Outcome:
+        before = sup.attempts.cache.replayed_s
+        started = time.monotonic()
+        result = await sup.run_task(task)
+        replayed = sup.attempts.cache.replayed_s - before
+        return Outcome(result.solved, result.iterations, result.tokens, sum(result.model_seconds.values()),
+                       time.monotonic() - started + replayed, dict(result.model_seconds))
+
+    async def resample(self, sup: Supervisor, task: TaskSpec, budgets: Sequence[tuple[str, float]]) -> Outcome:
+        """Independent samples of each model until it spent its budget; stops at the first pass.
+
+        A budget of 0 still takes the first (greedy) sample: that is the single shot.
+        """
+        target = task.target_score if task.target_score is not None else self.config.target_score
+        outcome = Outcome()
+        run_id = f"bench-humaneval-{uuid.uuid4().hex[:12]}"
+        async with sup.attempts.task_run(task, run_id):
+            for model, budget in budgets:
+                spent, index = 0.0, 0
+                while not outcome.solved and index < MAX_SAMPLES and (index == 0 or spent < budget):
+                    attempt = await judged_sample(sup, task, self.inventory.model(model), index, run_id)
+                    outcome.add(attempt, target)
+                    spent, index = spent + attempt.t_generate, index + 1
+        sup.attempts.retire(run_id, solved=outcome.solved)
+        return outcome

@@ -21,7 +21,6 @@ import contextlib
 import json
 import random
 import tempfile
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -30,8 +29,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from kisystem.bench.sampling import judged_sample
 from kisystem.config import OptimizationConfig
-from kisystem.errors import BackendError, BackendUnreachable, ModelNotFound
 from kisystem.loop.attempt import Attempt
 from kisystem.loop.session import loop_session
 from kisystem.loop.supervisor import Supervisor
@@ -147,23 +146,13 @@ async def record_samples(sup: Supervisor, task: TaskSpec, spec: ModelSpec, k: in
                          config: OptimizationConfig) -> tuple[Sample, ...]:
     run_id = f"bench-routing-{uuid.uuid4().hex[:12]}"
     target = task.target_score if task.target_score is not None else config.target_score
-    return tuple([await record_sample(sup, task, spec, j, run_id, target) for j in range(k)])
+    async with sup.attempts.task_run(task, run_id):
+        samples = tuple([_sample(await judged_sample(sup, task, spec, j, run_id), target) for j in range(k)])
+    sup.attempts.retire(run_id, solved=any(s.solved for s in samples))
+    return samples
 
 
-async def record_sample(sup: Supervisor, task: TaskSpec, spec: ModelSpec, j: int, run_id: str,
-                        target: float) -> Sample:
-    request = sup.attempts.request_for(task, spec.name, spec.mode, None, j)
-    started = time.monotonic()
-    try:
-        generation = await sup.generator.generate(request)
-    except (ModelNotFound, BackendUnreachable):
-        raise  # a missing model or a dead backend is no outcome to record
-    except BackendError as err:
-        attempt = Attempt.generation_failed(spec.name, err)
-        attempt.t_generate = time.monotonic() - started
-    else:
-        attempt = await sup.attempts.run(task, run_id, j, spec.name, spec.mode, request, generation,
-                                         lambda *a, **kw: None)
+def _sample(attempt: Attempt, target: float) -> Sample:
     failure = attempt.failure
     return Sample(attempt.score >= target, attempt.score, round(attempt.t_generate, 3), round(attempt.t_build, 3),
                   round(attempt.t_test, 3), attempt.tokens_prompt + attempt.tokens_completion,

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 
-from kisystem.bench.humaneval import ArmResult, arms, humaneval_tasks, run_arm, save
+from kisystem.bench.humaneval import humaneval_tasks
 from kisystem.cli.context import AppContext, pass_app
 from kisystem.cli.tasks_cmd import parse_range
 from kisystem.loop.humaneval import PROBLEM_COUNT
-from kisystem.loop.supervisor import TaskResult
 from kisystem.loop.taskspec import TaskSpec
 
 if TYPE_CHECKING:
@@ -27,32 +28,53 @@ def bench_group() -> None:
 
 @bench_group.command("humaneval")
 @click.option("--range", "span", default="0:40", show_default=True, help="Problems A:B (half-open).")
+@click.option("--cache", "cache_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Answer and verdict cache [default: HOME/bench/humaneval-cache.db].")
 @pass_app
-def humaneval(app: AppContext, span: str) -> None:
-    """Single-shot with each model against the full loop on HumanEval problems."""
+def humaneval(app: AppContext, span: str, cache_file: Path | None) -> None:
+    """The loop against single shot and compute-matched resampling on HumanEval problems.
+
+    Every answer and judged attempt is cached: an interrupted run resumes, and ranges
+    run in pieces (--range 80:122, then 122:164) merge when the whole range is run.
+    """
+    from kisystem.bench.humaneval import HumanEvalBench
+
     start, stop = parse_range(span, PROBLEM_COUNT)
     tasks = humaneval_tasks(start, stop)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    db = app.paths.home / "bench" / f"humaneval-{stamp}.db"
+    cache_file = cache_file or app.paths.home / "bench" / "humaneval-cache.db"
+    bench = HumanEvalBench(app.config, app.inventory, app.paths, cache_file)
+    started = time.monotonic()
 
-    def progress(arm: str, r: TaskResult) -> None:
-        mark = "[green]solved[/green]" if r.solved else f"[red]{r.outcome}[/red]"
-        app.err_console.print(f"{arm}: {r.task} {mark} ({r.iterations} it, {r.wall_s:.1f} s)")
+    def progress(number: int, task: TaskSpec, outcomes: dict) -> None:
+        elapsed = time.monotonic() - started
+        eta = elapsed / number * (len(tasks) - number)
+        loop = outcomes["loop"]
+        singles = " ".join(f"{arm.split('-')[-1]}{'+' if o.solved else '-'}" for arm, o in outcomes.items()
+                           if arm.startswith("single"))
+        app.err_console.print(f"[{number}/{len(tasks)}] {task.id}: loop {'+' if loop.solved else '-'} in "
+                              f"{loop.attempts} ({loop.model_s:.0f} model-s), single {singles} · "
+                              f"{_minutes(elapsed)}, ~{_minutes(eta)} left", soft_wrap=True)
 
-    results = [asyncio.run(run_arm(arm, tasks, app.inventory, app.paths, db, progress))
-               for arm in arms(app.config, app.inventory)]
-    app.console.print(table(results, f"HumanEval {start}:{stop}"))
-    out = save(results, db.with_suffix(".json"), {"range": [start, stop], "inventory": app.inventory.source})
-    app.console.print(f"results: {out}\nruns: {db}")
+    warn = lambda msg: app.err_console.print(f"[yellow]warning: {msg}[/yellow]")
+    ladder, totals = asyncio.run(bench.run(tasks, progress, warn))
+    app.console.print(humaneval_table(list(totals.values()), f"HumanEval {start}:{stop}"))
+    out = cache_file.with_name(f"humaneval-{start}-{stop}.json")
+    out.write_text(json.dumps({"range": [start, stop], "ladder": ladder, "inventory": app.inventory.source,
+                               "arms": [t.to_dict() for t in totals.values()]}, indent=1))
+    app.console.print(f"results: {out}\ncache: {cache_file}")
 
 
-def table(results: list[ArmResult], title: str) -> Table:
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def humaneval_table(totals: list, title: str) -> Table:
     t = Table(title=title)
-    for col in ("arm", "solved", "attempts", "tokens", "wall time", "model time", "solved / model-min"):
+    for col in ("arm", "solved", "attempts", "tokens", "model time", "wall time", "solved / model-min"):
         t.add_column(col)
-    for r in results:
-        t.add_row(r.arm, f"{r.solved}/{r.attempted}", str(r.attempts), str(r.tokens), f"{r.wall_s:.0f} s",
-                  f"{r.model_s:.0f} s", f"{r.solved_per_model_minute:.2f}")
+    for r in totals:
+        t.add_row(r.arm, f"{r.solved}/{r.problems}", str(r.attempts), str(r.tokens), f"{r.model_s:.0f} s",
+                  f"{r.wall_s:.0f} s", f"{r.solved_per_model_minute:.2f}")
     return t
 
 
@@ -71,7 +93,9 @@ def routing(app: AppContext, span: str, k: int | None, shuffle_seed: int, stream
     Real outcomes of every model (k samples per task) are recorded once and cached under
     HOME/bench; later runs replay from the cache without a model.
     """
-    from kisystem.bench import routing as rb  # lazy: the policies pull in the meta-supervisor
+    from kisystem.bench import (
+        routing as rb,  # lazy: the policies pull in the meta-supervisor
+    )
 
     start, stop = parse_range(span, PROBLEM_COUNT)
     k = k or app.config.stoploss_per_model
@@ -93,7 +117,7 @@ def routing(app: AppContext, span: str, k: int | None, shuffle_seed: int, stream
     app.console.print(f"results: {rb.save_replay(out, meta, rows)}")
 
 
-def _outcomes(app: AppContext, tasks: list[TaskSpec], start: int, stop: int, k: int) -> "OutcomeTable":
+def _outcomes(app: AppContext, tasks: list[TaskSpec], start: int, stop: int, k: int) -> OutcomeTable:
     from kisystem.bench import routing as rb
 
     cache = rb.cache_path(app.paths.home, start, stop, k)
@@ -107,7 +131,7 @@ def _outcomes(app: AppContext, tasks: list[TaskSpec], start: int, stop: int, k: 
                  for m, ss in per_model.items()]
         app.err_console.print(f"{task}: " + ", ".join(parts))
 
-    warn = lambda msg: app.err_console.print(f"[yellow]warning:[/yellow] {msg}")  # noqa: E731
+    warn = lambda msg: app.err_console.print(f"[yellow]warning:[/yellow] {msg}")
     return asyncio.run(rb.record_table(app.config, app.inventory, app.paths, tasks, k, cache, progress, warn))
 
 

@@ -1,0 +1,96 @@
+"""bench humaneval's arms on a real judged task with a scripted model: budgets, caching, resume."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from kisystem.bench.cache import BenchCache, CachedAttempts, CachedGenerator
+from kisystem.bench.humaneval import LOOP, HumanEvalBench, arm_names
+from kisystem.config import OptimizationConfig
+from kisystem.loop.attempt import AttemptRunner
+from kisystem.loop.phases import PhaseRunner
+from kisystem.loop.supervisor import Supervisor
+from kisystem.loop.taskspec import load_task
+from kisystem.models.base import Generation, GenerationRequest
+from kisystem.paths import Paths
+from kisystem.store.learning import LearningStore
+from tests.loop.test_supervisor import GOOD, INVENTORY, WRONG
+
+ADD = Path(__file__).parents[2] / "examples" / "judged" / "add.toml"
+LADDER = ("small", "medium")
+INV = replace(INVENTORY, models={n: INVENTORY.models[n] for n in LADDER},
+              routes={"Python/General": replace(INVENTORY.routes["Python/General"], escalation=("medium",))})
+
+
+class TimedModel:
+    """Each model answers from its own list of (text, seconds), in order."""
+
+    def __init__(self, script: dict[str, list[tuple[str, float]]]) -> None:
+        self.script = {m: list(a) for m, a in script.items()}
+        self.requests: list[GenerationRequest] = []
+
+    async def generate(self, request: GenerationRequest, on_text=None) -> Generation:
+        self.requests.append(request)
+        if not self.script.get(request.model):
+            raise AssertionError(f"no answer left for {request.model}")
+        text, seconds = self.script[request.model].pop(0)
+        return Generation(text=text, model=request.model, prompt_tokens=10, completion_tokens=5, total_s=seconds)
+
+
+def session(tmp_path: Path, store: LearningStore, model, cache: BenchCache):
+    cfg = replace(OptimizationConfig(), stoploss_per_model=1, max_optimization_iterations=4)
+    attempts = CachedAttempts(AttemptRunner(PhaseRunner(cfg), tmp_path / "ws"), cache)
+    sup = Supervisor(cfg, INV, CachedGenerator(model, cache), store, attempts)
+    return HumanEvalBench(cfg, INV, Paths.resolve(tmp_path / "home"), tmp_path / "cache.db"), sup
+
+
+@pytest.fixture
+def store(tmp_path):
+    with LearningStore.open(tmp_path / "runs.db") as s:
+        yield s
+
+
+async def test_each_arm_spends_what_the_loop_spent(tmp_path, store) -> None:
+    # The loop: small fails (4 s), medium solves (6 s): 10 model-seconds, 4 on small and 6 on medium.
+    model = TimedModel({"small": [(WRONG, 4.0), (WRONG, 3.0), (WRONG, 3.0), (GOOD, 3.0), (WRONG, 2.0)],
+                        "medium": [(GOOD, 6.0), (WRONG, 5.0)]})
+    cache = BenchCache(tmp_path / "cache.db")
+    bench, sup = session(tmp_path, store, model, cache)
+    out = await bench.problem(sup, load_task(ADD), LADDER)
+    assert list(out) == arm_names(LADDER)
+    loop = out[LOOP]
+    assert (loop.solved, loop.attempts, loop.model_s, loop.by_model) == (True, 2, 10.0, {"small": 4.0, "medium": 6.0})
+    assert not out["single small"].solved and out["single small"].model_s == 4.0  # the loop's first answer, cached
+    assert out["single medium"].solved and out["single medium"].attempts == 1
+    # resample small: greedy (cached, 4 s) + 3 s + 3 s = 10 >= 10: the fourth sample (GOOD) is never drawn
+    resample_small = out["resample small"]
+    assert (resample_small.solved, resample_small.attempts, resample_small.model_s) == (False, 3, 10.0)
+    assert out["resample medium"].solved and out["resample medium"].attempts == 1
+    # the ladder spends 4 s on small (its greedy answer only), then medium's greedy answer solves
+    ladder = out["resample ladder"]
+    assert (ladder.solved, ladder.attempts, ladder.by_model) == (True, 2, {"small": 4.0, "medium": 6.0})
+    resamples = [r for r in model.requests if r.model == "small" and r.temperature > 0]
+    assert [r.seed for r in resamples] == [1, 2]  # seeded, and the same seeds are reused from the cache
+    assert all(r.messages == model.requests[0].messages for r in resamples)  # never any feedback
+    cache.close()
+
+
+async def test_a_rerun_answers_from_the_cache_and_reports_the_recorded_time(tmp_path, store) -> None:
+    model = TimedModel({"small": [(WRONG, 4.0), (WRONG, 3.0), (WRONG, 3.0)], "medium": [(GOOD, 6.0)]})
+    cache = BenchCache(tmp_path / "cache.db")
+    bench, sup = session(tmp_path, store, model, cache)
+    first = await bench.problem(sup, load_task(ADD), LADDER)
+    cache.close()
+
+    cache = BenchCache(tmp_path / "cache.db")
+    bench, sup = session(tmp_path, store, TimedModel({}), cache)  # any generation would fail the test
+    again = await bench.problem(sup, load_task(ADD), LADDER)
+    assert cache.misses == 0 and cache.hits > 0
+    for arm in first:
+        assert (again[arm].solved, again[arm].attempts, again[arm].model_s) == \
+               (first[arm].solved, first[arm].attempts, first[arm].model_s)
+    assert again[LOOP].wall_s >= again[LOOP].model_s  # the replayed generation counts as time spent
+    cache.close()
