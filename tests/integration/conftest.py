@@ -12,6 +12,11 @@ from kisystem.models.inventory import load_inventory
 from kisystem.models.server import EmbeddedFleet
 
 
+def served_names() -> list[str]:
+    """The catalog names of the models the embedded profile serves."""
+    return [m.embedded for m in load_inventory("embedded").models.values() if m.embedded]
+
+
 def _home() -> Path:
     """Weights are cached across runs in the user's kisystem home (or KISYSTEM_TEST_HOME)."""
     return Path(os.environ.get("KISYSTEM_TEST_HOME", Path.home() / ".kisystem"))
@@ -25,7 +30,7 @@ def embedded_inventory():
 @pytest.fixture(scope="session")
 def embedded_home() -> Path:
     home = _home()
-    for name in catalog.CATALOG:
+    for name in served_names():
         catalog.pull(home / "models", name)
     return home
 

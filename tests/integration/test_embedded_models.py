@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import ast
+
 import pytest
 
+from kisystem.loop.extract import extract_files
 from kisystem.models import catalog
 from kisystem.models.base import GenerationRequest
 from kisystem.models.client import ModelClient
+from tests.integration.conftest import served_names
 
 pytestmark = pytest.mark.integration
 
 
 def test_pulled_weights_verify(embedded_home):
-    for name, model in catalog.CATALOG.items():
+    for name in served_names():
+        model = catalog.embedded_model(name)
         path = catalog.model_path(embedded_home / "models", name)
         assert catalog.sha256_of(path) == model.sha256
 
@@ -28,13 +33,14 @@ async def test_smollm2_chat_answers(embedded_fleet, embedded_inventory):
     assert result.first_token_s is not None and result.first_token_s < result.total_s
 
 
-async def test_gemma3_completes_a_function(embedded_fleet, embedded_inventory):
-    prefix = 'def add(a, b):\n    """Return the sum of a and b."""\n'
-    request = GenerationRequest(model="gemma3-270m", prompt=prefix, max_tokens=24, stop=["\ndef "])
+async def test_qwen_coder_writes_a_working_function(embedded_fleet, embedded_inventory):
+    request = GenerationRequest(model="qwen2.5-coder-0.5b", max_tokens=96, messages=[
+        {"role": "user", "content": "Write a Python function add(a, b) that returns the sum. Only the code."}])
     async with ModelClient(embedded_inventory) as client:
         result = await client.generate(request)
-    assert result.completion_tokens > 0
-    assert "return" in result.text
+    tree = ast.parse(extract_files(result.text, "solution.py")["solution.py"])  # parsed, never run here
+    (add,) = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "add"]
+    assert [a.arg for a in add.args.args] == ["a", "b"]
 
 
 async def test_speed_benchmark_measures_each_model(embedded_fleet, embedded_inventory):

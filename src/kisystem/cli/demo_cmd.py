@@ -19,6 +19,7 @@ from kisystem.loop.supervisor import TaskResult
 from kisystem.loop.taskspec import load_tasks
 from kisystem.models import catalog
 from kisystem.models.inventory import load_inventory
+from kisystem.models.server import embedded_specs
 
 DEMO_RANGE = "22:30"  # eight problems; the embedded models solve some of these
 
@@ -30,9 +31,9 @@ def demo(app: AppContext, span: str) -> None:
     """Import a HumanEval slice, serve the embedded models and run the loop on each task."""
     start, stop = parse_range(span, PROBLEM_COUNT)
     started = time.monotonic()
-    for name in catalog.CATALOG:
-        with app.err_console.status(f"pulling {name} (first run only) ..."):
-            catalog.pull(app.paths.models_dir, name)
+    for spec in embedded_specs(load_inventory("embedded")):
+        with app.err_console.status(f"pulling {spec.embedded} (first run only) ..."):
+            catalog.pull(app.paths.models_dir, spec.embedded)
     tasks_dir = app.paths.home / "demo" / "tasks"
     tasks = load_tasks(import_humaneval(tasks_dir, start, stop))
     app.err_console.print(f"{len(tasks)} HumanEval tasks in {tasks_dir}")
