@@ -69,6 +69,8 @@ async def test_stoploss_escalates_after_two_fails_and_feeds_the_error_back(tmp_p
     assert result.models_tried == ("small", "medium")
     fix_prompt = model.requests[1].messages[-1]["content"]
     assert "failed in the TEST phase" in fix_prompt and "return a - b" in fix_prompt
+    first_prompt = model.requests[0].messages[-1]["content"]
+    assert fix_prompt.startswith(first_prompt.split("Write the solution")[0])  # the task, then the failure
     assert model.requests[1].temperature > 0  # a retry samples, so it is not the same answer
     assert model.requests[2].messages[-1]["content"].startswith("Task add")  # fresh start on escalation
 
