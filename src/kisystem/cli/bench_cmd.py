@@ -12,6 +12,7 @@ import click
 from rich.table import Table
 
 from kisystem.bench.humaneval import humaneval_tasks
+from kisystem.cli.bench_taskpack_cmd import taskpack
 from kisystem.cli.context import AppContext, pass_app
 from kisystem.cli.tasks_cmd import parse_range
 from kisystem.loop.humaneval import PROBLEM_COUNT
@@ -214,3 +215,6 @@ def models(app: AppContext, calls: int) -> None:
         t.add_row(s.model, f"{s.first_token_ms:.0f} ms", f"{s.first_token_min_ms:.0f} ms",
                   f"{s.first_token_max_ms:.0f} ms", f"{s.tokens_per_s:.0f}")
     app.console.print(t)
+
+
+bench_group.add_command(taskpack)

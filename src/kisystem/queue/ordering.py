@@ -34,6 +34,10 @@ MODEL_BASE_S: Mapping[str, float] = {
     "deepseek-coder-v2:16b": 120.0,
     "qwen2.5-coder:32b": 300.0,
     "deepseek-r1:32b": 900.0,
+    # the embedded fleet, one answer on 2 cores (../shared/FACTS.md)
+    "smollm2-135m": 5.0,
+    "qwen2.5-coder-0.5b": 20.0,
+    "qwen2.5-coder-1.5b": 45.0,
 }
 DEFAULT_BASE_S = 180.0
 DOMAIN_MULTIPLIERS: Mapping[str, float] = {
