@@ -79,3 +79,10 @@ def test_raise_to_only_moves_forward():
     assert router.raise_to(2) is Decision.ESCALATE
     assert router.current == "c" and router.tried == ["a", "c"]
     assert router.raise_to(1) is Decision.CONTINUE and router.current == "c"
+
+
+def test_a_models_own_stoploss_overrides_the_configs():
+    router = StopLossRouter(("a", "b"), stoploss=2, per_model={"a": 1, "b": 3})
+    assert router.record_failure(Err(signature="1")) is Decision.ESCALATE  # a: its own 1, not 2
+    assert [router.record_failure(Err(signature=s)) for s in "234"] == \
+        [Decision.CONTINUE, Decision.CONTINUE, Decision.EXHAUSTED]  # b: its own 3

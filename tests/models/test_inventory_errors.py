@@ -24,6 +24,7 @@ def inventory(endpoint=None, model=None, route=None):
     (inventory(model={k: v for k, v in MODEL.items() if k != "timeout_s"}),
      "inv.toml: model #1: missing required key 'timeout_s' (seconds)"),
     (inventory(route={"escalation": ["m"]}), "inv.toml: route 'Python/General': missing required key 'start'"),
+    (inventory(model={**MODEL, "stoploss": 0}), "inv.toml: model #1: 'm': stoploss 0 is not an integer 1..5"),
 ])
 def test_each_error_names_the_file_the_entry_and_the_key(data, expected):
     with pytest.raises(InventoryError) as caught:

@@ -1,7 +1,8 @@
 """Stop-loss routing along a domain's escalation chain (DESIGN decision 3).
 
 A task starts at the domain's start model (or a stronger override), stays on a model
-until it has failed ``stoploss`` times, then moves one step forward along the chain;
+until it has failed ``stoploss`` times (the model's own, where its inventory entry sets
+one), then moves one step forward along the chain;
 it never moves back and uses each model at most once.  After the last model the task
 is ``exhausted``.  An error of severity >= 4, or the same error signature three times
 in a row on one model (stuck), escalates at once; an unrecoverable error aborts.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 STUCK_REPEATS = 3
 ESCALATE_SEVERITY = 4
@@ -50,6 +51,7 @@ def build_chain(chain: Sequence[str], available: set[str] | None = None, start: 
 class StopLossRouter:
     chain: tuple[str, ...]
     stoploss: int
+    per_model: Mapping[str, int] = field(default_factory=dict)  # a model's own stop-loss, where it has one
     index: int = 0
     fails: int = 0
     tried: list[str] = field(default_factory=list)
@@ -71,7 +73,8 @@ class StopLossRouter:
         self.fails += 1
         self._streak = [*self._streak[-(STUCK_REPEATS - 1):], info.signature]
         stuck = len(self._streak) == STUCK_REPEATS and len(set(self._streak)) == 1
-        if info.severity >= ESCALATE_SEVERITY or self.fails >= self.stoploss or stuck:
+        limit = self.per_model.get(self.current, self.stoploss)
+        if info.severity >= ESCALATE_SEVERITY or self.fails >= limit or stuck:
             return self.escalate()
         return Decision.CONTINUE
 

@@ -119,7 +119,8 @@ class Supervisor:
             raise KisystemError(f"task {task.id}: no model of route {task.domain!r} is available")
         advised = None if start_model else choose_start(self.policy, task, route)
         chain = build_chain(route, None, start_model or advised)
-        router = StopLossRouter(chain, self.config.stoploss_per_model)
+        own = {m: self.inventory.model(m).stoploss for m in chain}
+        router = StopLossRouter(chain, self.config.stoploss_per_model, {m: n for m, n in own.items() if n})
         run_id = self.store.start_run(task.id, task.domain, router.current, sandbox=str(self.attempts.level),
                                       judge=task.judged_by)
         started, tally = time.monotonic(), _Tally()

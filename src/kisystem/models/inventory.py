@@ -37,6 +37,7 @@ class ModelSpec:
     endpoint: str
     mode: Mode = "chat"
     embedded: str | None = None  # name in the embedded catalog, when kisystem serves it
+    stoploss: int | None = None  # failed tries before escalating from this model (else the config's)
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,14 @@ def _model(raw: dict[str, Any]) -> ModelSpec:
         raise ValueError(f"{raw.get('name')!r}: mode {mode!r} not one of {', '.join(_MODES)}")
     return ModelSpec(name=str(raw["name"]), rank=int(raw["rank"]), role=str(raw.get("role", "")),
                      timeout_s=float(raw["timeout_s"]), endpoint=str(raw["endpoint"]), mode=mode,
-                     embedded=raw.get("embedded"))
+                     embedded=raw.get("embedded"), stoploss=_stoploss(raw))
+
+
+def _stoploss(raw: dict[str, Any]) -> int | None:
+    value = raw.get("stoploss")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5):
+        raise ValueError(f"{raw.get('name')!r}: stoploss {value!r} is not an integer 1..5")
+    return value
 
 
 def _route(domain: str, raw: dict[str, Any]) -> Route:
