@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -152,3 +154,38 @@ def test_a_database_that_is_a_device_or_a_directory_is_one_clear_line(tmp_path, 
     assert proc.returncode != 0
     line = one_error_line(proc)
     assert str(path) in line and ("directory" in line or "not a regular file" in line)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_and_sighup_end_a_run_recorded_as_interrupted(tmp_path, httpserver, sig, code):
+    def hang(request):
+        time.sleep(6)
+        raise RuntimeError("too late")
+
+    httpserver.expect_request("/v1/chat/completions").respond_with_handler(hang)
+    httpserver.expect_request("/v1/models").respond_with_json({"data": [{"id": "tiny"}]})
+    home = tmp_path / "home"
+    inventory(home, httpserver.url_for("").rstrip("/"), timeout_s=60)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KISYSTEM_")}
+    env["KISYSTEM_HOME"] = str(home)
+    add = Path(__file__).parents[2] / "examples" / "judged" / "add.toml"
+    proc = subprocess.Popen([sys.executable, "-m", "kisystem", "run", str(add)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while _outcomes(home) != [("running",)] and time.monotonic() < deadline:  # the run has started
+        time.sleep(0.1)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == code and "Traceback" not in stderr, stderr
+    assert f"terminated by {sig.name}" in stderr
+    assert _outcomes(home) == [("interrupted",)]
+
+
+def _outcomes(home: Path) -> list[tuple[str]]:
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(home / "learning.db")) as db:
+            return db.execute("SELECT outcome FROM runs").fetchall()
+    except sqlite3.Error:  # not created yet
+        return []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -62,20 +63,41 @@ def report(err: KisystemError) -> None:
         click.echo(f"error: {line}", err=True)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is, so every ``with`` block cleans up
+    (served models stop, runs are recorded) as on Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
+def _interrupted(cause: BaseException | None) -> None:
+    if isinstance(cause, Terminated):
+        click.echo(f"error: terminated by {signal.Signals(cause.signum).name}", err=True)
+        sys.exit(128 + cause.signum)
+    click.echo("error: interrupted", err=True)
+    sys.exit(130)
+
+
 def main(argv: list[str] | None = None) -> None:
     _register_commands()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminate)
     try:
         code = cli.main(args=argv, prog_name="kisystem", standalone_mode=False)
     except KisystemError as err:
         report(err)
         sys.exit(err.exit_code)
-    except click.exceptions.Abort:
-        click.echo("error: interrupted", err=True)
-        sys.exit(130)
+    except click.exceptions.Abort as err:  # click turns a KeyboardInterrupt into Abort
+        _interrupted(err.__cause__)
     except click.ClickException as err:
         err.show()
         sys.exit(2 if isinstance(err, click.UsageError) else err.exit_code)
-    except KeyboardInterrupt:
-        click.echo("error: interrupted", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as err:
+        _interrupted(err)
     sys.exit(code if isinstance(code, int) else 0)

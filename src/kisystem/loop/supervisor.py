@@ -130,8 +130,8 @@ class Supervisor:
         try:
             async with self.attempts.task_run(task, run_id):
                 outcome, reason, iterations = await self._iterate(task, run_id, router, tally)
-        except asyncio.CancelledError:
-            outcome, reason = "interrupted", "cancelled"
+        except (asyncio.CancelledError, KeyboardInterrupt) as err:  # Ctrl-C, SIGTERM, SIGHUP, a cancelled worker
+            outcome, reason = "interrupted", "cancelled" if isinstance(err, asyncio.CancelledError) else "signal"
             raise
         except Exception as err:  # recorded, then re-raised: a crash loses no data
             reason = f"{type(err).__name__}: {err}"
