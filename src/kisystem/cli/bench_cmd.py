@@ -45,10 +45,15 @@ def humaneval(app: AppContext, span: str, cache_file: Path | None) -> None:
     cache_file = cache_file or app.paths.home / "bench" / "humaneval-cache.db"
     bench = HumanEvalBench(app.config, app.inventory, app.paths, cache_file)
     started = time.monotonic()
+    worked: list[float] = []  # seconds of the problems that were not all answered from the cache
+    last = [started]
 
     def progress(number: int, task: TaskSpec, outcomes: dict) -> None:
-        elapsed = time.monotonic() - started
-        eta = elapsed / number * (len(tasks) - number)
+        now = time.monotonic()
+        elapsed, took, last[0] = now - started, now - last[0], now
+        if took > CACHED_PROBLEM_S:
+            worked.append(took)
+        eta = sum(worked) / len(worked) * (len(tasks) - number) if worked else 0.0
         loop = outcomes["loop"]
         singles = " ".join(f"{arm.split('-')[-1]}{'+' if o.solved else '-'}" for arm, o in outcomes.items()
                            if arm.startswith("single"))
@@ -63,6 +68,9 @@ def humaneval(app: AppContext, span: str, cache_file: Path | None) -> None:
     out.write_text(json.dumps({"range": [start, stop], "ladder": ladder, "inventory": app.inventory.source,
                                "arms": [t.to_dict() for t in totals.values()]}, indent=1))
     app.console.print(f"results: {out}\ncache: {cache_file}")
+
+
+CACHED_PROBLEM_S = 5.0  # a problem answered from the cache takes about a second of judging
 
 
 def _minutes(seconds: float) -> str:
