@@ -9,6 +9,7 @@ log file) and waits until every model answers its health check.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -27,6 +28,7 @@ from kisystem.models import catalog
 from kisystem.models.inventory import Inventory, ModelSpec
 
 log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,17 @@ def port_of(url: str) -> int:
     return parsed.port
 
 
+# llama.cpp's OpenMP threads busy-wait between parallel regions by default; with two
+# servers generating on a small machine their spinning threads starve each other several
+# times over.  PASSIVE lets waiting threads sleep, at no cost on a quiet machine.  libgomp
+# reads it once, when xllamacpp's native library loads, so it is set before that import.
+OPENMP_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def start_server(spec: ModelSpec, gguf: Path, port: int, n_threads: int | None = None):
     """Load one GGUF into llama.cpp's server on 127.0.0.1:port; returns once it listens."""
+    for name, value in OPENMP_ENV.items():
+        os.environ.setdefault(name, value)  # the user's own setting wins
     import xllamacpp  # imported late: it loads native libraries
 
     params = xllamacpp.CommonParams()
@@ -85,6 +96,14 @@ def serve(inventory: Inventory, models_dir: Path, names: list[str] | None = None
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     servers.clear()  # dropping the Server objects shuts llama.cpp down
+
+
+def _die_with_parent() -> None:
+    """In the server child: the kernel sends it SIGTERM when kisystem dies, even by SIGKILL,
+    so a killed run leaves no orphaned llama.cpp server holding its ports and memory."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def is_healthy(url: str, timeout: float = 1.0) -> bool:
@@ -139,7 +158,8 @@ class EmbeddedFleet:
         for name in names:
             cmd += ["--model", name]
         with self.log_path.open("ab") as log_file:
-            self._proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self._proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                          preexec_fn=_die_with_parent)
 
     def _wait_ready(self, names: list[str]) -> None:
         deadline = time.monotonic() + self.ready_timeout_s
