@@ -94,3 +94,11 @@ async def test_a_rerun_answers_from_the_cache_and_reports_the_recorded_time(tmp_
                (first[arm].solved, first[arm].attempts, first[arm].model_s)
     assert again[LOOP].wall_s >= again[LOOP].model_s  # the replayed generation counts as time spent
     cache.close()
+
+
+def test_resampling_stops_at_the_sample_count_nearest_the_loops_spend() -> None:
+    from kisystem.bench.humaneval import _closer
+
+    assert not _closer(4.0, 1, 5.0)  # a second 4 s sample would end at 8: 3 over, against 1 under now
+    assert _closer(4.0, 1, 7.0)  # ... at 8: 1 over, against 3 under now
+    assert not _closer(10.0, 2, 10.0)

@@ -147,7 +147,7 @@ class HumanEvalBench:
                        time.monotonic() - started + replayed, dict(result.model_seconds))
 
     async def resample(self, sup: Supervisor, task: TaskSpec, budgets: Sequence[tuple[str, float]]) -> Outcome:
-        """Independent samples of each model until it spent its budget; stops at the first pass.
+        """Independent samples of each model, as many as come closest to its budget; stops at the first pass.
 
         A budget of 0 still takes the first (greedy) sample: that is the single shot.
         """
@@ -157,9 +157,18 @@ class HumanEvalBench:
         async with sup.attempts.task_run(task, run_id):
             for model, budget in budgets:
                 spent, index = 0.0, 0
-                while not outcome.solved and index < MAX_SAMPLES and (index == 0 or spent < budget):
+                while not outcome.solved and index < MAX_SAMPLES and (index == 0 or _closer(spent, index, budget)):
                     attempt = await judged_sample(sup, task, self.inventory.model(model), index, run_id)
                     outcome.add(attempt, target)
                     spent, index = spent + attempt.t_generate, index + 1
         sup.attempts.retire(run_id, solved=outcome.solved)
         return outcome
+
+
+def _closer(spent: float, samples: int, budget: float) -> bool:
+    """Whether one more sample, at the mean cost so far, ends nearer the budget than stopping now.
+
+    Matching the loop's spend to the nearest sample neither gives the baseline a sample
+    it could not afford nor takes one it could.
+    """
+    return spent + spent / samples / 2 < budget
