@@ -42,6 +42,8 @@ SPEC_DEFAULTS = {
     "sandbox_min_level": "none",
     "keep_workspaces": False,
     "keep_failed_workspaces": 5,
+    "sample_temperature": 0.8,
+    "repair_temperature": 0.8,
 }
 
 # Verbatim from the Phase 7 guide, section 7.

@@ -160,6 +160,8 @@ class OptimizationConfig:
     retry_profile: int = _int(1, 0, 5)
     stoploss_per_model: int = _int(2, 1, 5)
     max_concurrent_builds: int = _int(3, 1, 8)
+    # Generations by this machine's llama.cpp servers at once, across processes; 0 = from the core count.
+    max_concurrent_generations: int = _int(0, 0, 64)
     enable_meta_supervisor: bool = _bool(True)
     enable_two_tier_profiling: bool = _bool(True)
     enable_async_io: bool = _bool(True)
@@ -176,6 +178,9 @@ class OptimizationConfig:
     sandbox_min_level: str = _key("none", Rule(str, choices=SANDBOX_LEVELS))
     keep_workspaces: bool = _bool(False)
     keep_failed_workspaces: int = _int(5, 0, 1000)
+    # Sampling of a model's later tries: without feedback (a fresh sample) and with it (a repair).
+    sample_temperature: float = _float(0.8, 0.0, 2.0)
+    repair_temperature: float = _float(0.8, 0.0, 2.0)
 
     @classmethod
     def load(cls, path: str | Path) -> OptimizationConfig:

@@ -180,3 +180,14 @@ async def test_the_capability_floor_lifts_a_failing_task_before_its_stoploss(tmp
     sup.floor = FloorAt(2)
     result = await sup.run_task(task)
     assert result.models_tried == ("small", "large") and result.iterations == 2
+
+
+def test_a_repair_and_a_fresh_sample_use_their_own_temperatures(tmp_path, task):
+    from kisystem.loop.prompts import Feedback
+
+    runner = AttemptRunner(PhaseRunner(OptimizationConfig()), tmp_path, temperatures=(0.7, 0.3))
+    first = runner.request_for(task, "small", "chat", None, 0)
+    fresh = runner.request_for(task, "small", "chat", None, 2)
+    repair = runner.request_for(task, "small", "chat", Feedback("def add(a, b): return 0", phase="TEST"), 2)
+    assert (first.temperature, first.seed) == (0.0, None)  # the first try is greedy
+    assert (fresh.temperature, fresh.seed) == (0.7, 2) and (repair.temperature, repair.seed) == (0.3, 2)

@@ -21,7 +21,6 @@ from kisystem.sandbox.judge.session import JudgedRun, judged_run
 
 CHAT_MAX_TOKENS = 400
 COMPLETION_MAX_TOKENS = 256
-RETRY_TEMPERATURE = 0.8  # later tries on one model sample, so a retry is not the same answer
 
 Emit = Callable[..., None]
 
@@ -82,8 +81,10 @@ class AttemptRunner:
     """Turns a model's answer into a scored attempt in a fresh workspace."""
 
     def __init__(self, phases: PhaseRunner, workspaces_root: Path, parser: PerformanceParser | None = None,
-                 profiler: TwoTierProfiler | None = None, keeping: WorkspaceKeeping | None = None) -> None:
+                 profiler: TwoTierProfiler | None = None, keeping: WorkspaceKeeping | None = None,
+                 temperatures: tuple[float, float] = (0.8, 0.8)) -> None:
         self.phases = phases
+        self.sample_temperature, self.repair_temperature = temperatures
         self.root = workspaces_root
         self.keeping = keeping or WorkspaceKeeping()
         self.parser = parser or PerformanceParser()
@@ -112,7 +113,9 @@ class AttemptRunner:
 
     def request_for(self, task: TaskSpec, model: str, mode: Mode, feedback: prompts.Feedback | None,
                     tries_on_model: int) -> GenerationRequest:
-        sampling = {"temperature": RETRY_TEMPERATURE, "seed": tries_on_model} if tries_on_model else {}
+        # Later tries on a model sample (seeded, so a rerun asks the same), or a retry would repeat the answer.
+        temperature = self.repair_temperature if feedback else self.sample_temperature
+        sampling = {"temperature": temperature, "seed": tries_on_model} if tries_on_model else {}
         if mode == "completion":
             stop = list(task.completion.stop) if task.completion else []
             return GenerationRequest(model=model, mode=mode, prompt=prompts.completion_prompt(task, feedback),

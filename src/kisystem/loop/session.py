@@ -76,7 +76,8 @@ async def loop_session(config: OptimizationConfig, inventory: Inventory, paths: 
         async with ModelClient(inventory) as client:
             profiler = TwoTierProfiler.from_config(phases, config)
             keeping = WorkspaceKeeping(config.keep_workspaces, config.keep_failed_workspaces)
-            attempts = AttemptRunner(phases, paths.workspaces_dir, profiler=profiler, keeping=keeping)
+            attempts = AttemptRunner(phases, paths.workspaces_dir, profiler=profiler, keeping=keeping,
+                                     temperatures=(config.sample_temperature, config.repair_temperature))
             yield Supervisor(config, inventory, client, store, attempts, on_event=on_event, available=available,
                              **routing)
 
