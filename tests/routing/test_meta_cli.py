@@ -110,3 +110,15 @@ def test_bench_meta_scale_small(home: Path, tmp_path: Path) -> None:
     assert got["runs"] == 300 and got["agree"] is True and got["aggregate_ms"] > 0 and got["scan_ms"] > 0
     again = invoke("bench", "meta-scale", "--db", str(db), "--repeats", "1")  # reuses the kept database
     assert again.exit_code == 0 and "same answers" in again.stdout
+
+
+def test_bias_says_how_far_each_pair_is_from_the_gate(history: Path) -> None:
+    out = invoke("meta", "bias").stdout
+    assert "not yet recommended" in out or "Model bias" in out
+    for line in [ln for ln in out.splitlines() if " · " in ln]:
+        assert "runs" in line and ("more runs" in line or "success" in line)
+
+
+def test_bias_on_an_empty_record_explains_itself(home: Path) -> None:
+    out = invoke("meta", "bias").stdout
+    assert "no finished runs yet" in out and "5 runs" in out

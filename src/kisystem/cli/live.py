@@ -42,7 +42,8 @@ class LiveView:
                                f"instead of {event.data['replaces']}")
         elif event.kind == "priority" and event.data["domain"] not in self._announced:
             self._announced.add(event.data["domain"])
-            self.console.print(f"{event.data['domain']} is among the top-3 priority domains")
+            self.console.print(f"{event.data['domain']} is among the 3 domains the learning record ranks most in "
+                               f"need of work (low success, slow or stale): the queue runs their tasks first")
         elif event.kind == "skip":
             self.console.print(f"[yellow]{event.task}: skipping {event.model}: {event.data['reason']}[/yellow]")
         elif event.kind == "exit":

@@ -17,7 +17,7 @@ import click
 from rich.table import Table
 
 from kisystem.cli.context import AppContext, pass_app
-from kisystem.routing.meta import MetaSupervisor
+from kisystem.routing.meta import BIAS_MIN_RATE, BIAS_MIN_RUNS, MetaSupervisor
 from kisystem.store.learning import LearningStore
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -86,7 +86,24 @@ def bias(app: AppContext, as_json: bool) -> None:
         table.add_column(col)
     for domain, e in chosen.items():
         table.add_row(domain, e.model, f"{e.weighted_success_rate:.2f}", str(e.runs), str(e.successes))
-    app.console.print(table)
+    if chosen:
+        app.console.print(table)
+    for line in gate_distance([e for e in evidence.values() if e.domain not in chosen]):
+        app.console.print(line)
+
+
+def gate_distance(evidence: list) -> list[str]:
+    """Why no start model is recommended for the other domains: how far each pair is from the gate."""
+    if not evidence:
+        return ["no model is recommended: the learning database has no finished runs yet "
+                f"(a model needs {BIAS_MIN_RUNS} runs of a domain at a weighted success of {BIAS_MIN_RATE:.2f})"]
+    lines = [f"not yet recommended (needs {BIAS_MIN_RUNS} runs at >= {BIAS_MIN_RATE:.2f}):"]
+    for e in sorted(evidence, key=lambda e: (e.domain, e.model)):
+        missing = [f"{BIAS_MIN_RUNS - e.runs} more runs"] if e.runs < BIAS_MIN_RUNS else []
+        if e.weighted_success_rate < BIAS_MIN_RATE:
+            missing.append(f"success {e.weighted_success_rate:.2f} < {BIAS_MIN_RATE:.2f}")
+        lines.append(f"  {e.domain} · {e.model}: {e.runs} runs, {e.successes} solved; {', '.join(missing)}")
+    return lines
 
 
 @meta_group.command("explain")
