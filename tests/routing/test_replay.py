@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from dataclasses import asdict, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from kisystem.bench.routing import (
+    TESTSDOCS_DIR,
     Lane,
     OracleArm,
     OutcomeTable,
@@ -20,9 +22,14 @@ from kisystem.bench.routing import (
     StepClock,
     cache_path,
     comparison,
+    default_k,
+    evidence_lines,
+    gate_report,
     hybrid_floor,
     load_table,
+    mixed_tasks,
     oracle_start,
+    own_stoplosses,
     record_samples,
     replay,
     replay_lane,
@@ -39,7 +46,7 @@ from kisystem.errors import BackendTimeout, ModelNotFound
 from kisystem.loop.attempt import AttemptRunner
 from kisystem.loop.phases import PhaseRunner
 from kisystem.loop.taskspec import PhaseSpec, TaskSpec, load_task
-from kisystem.models.inventory import ModelSpec
+from kisystem.models.inventory import ModelSpec, load_inventory
 from kisystem.routing.policy import StaticPolicy
 from tests.loop.fakes import ScriptedModel
 
@@ -58,7 +65,7 @@ def bad(gen: float, test: float = 1.0, severity: int = 3, recoverable: bool = Tr
 
 
 # small: 3 s a sample; big: 10 s a sample.
-KNOWN = OutcomeTable(DOMAIN, CHAIN, {
+KNOWN = OutcomeTable.one_domain(DOMAIN, CHAIN, {
     "easy": {"small": (ok(2), ok(2)), "big": (ok(9), ok(9))},
     "retry": {"small": (bad(2), ok(2)), "big": (ok(9), ok(9))},
     "hard": {"small": (bad(2), bad(2)), "big": (bad(9), ok(9))},
@@ -101,7 +108,7 @@ def jump_after_first_fail(index: int, fails: int, error: str | None) -> int:
 
 
 def test_simulate_lets_the_floor_lift_a_struggling_task() -> None:
-    table = OutcomeTable(DOMAIN, CHAIN, {"t": {"small": (bad(2, error_type="LOGIC"), ok(2)),
+    table = OutcomeTable.one_domain(DOMAIN, CHAIN, {"t": {"small": (bad(2, error_type="LOGIC"), ok(2)),
                                               "big": (bad(9), ok(9))}})
     run = simulate(table, "t", "small", STOPLOSS, BUDGET, jump_after_first_fail)
     assert [(s.model, s.samples) for s in run.stints] == [("small", 1), ("big", 2)]
@@ -148,7 +155,7 @@ def random_table(seed: int, n: int = 12) -> OutcomeTable:
 
     rows = {f"t{i}": {"small": (sample(0.3, 3), sample(0.3, 3)), "big": (sample(0.5, 8), sample(0.5, 8))}
             for i in range(n)}
-    return OutcomeTable(DOMAIN, CHAIN, rows)
+    return OutcomeTable.one_domain(DOMAIN, CHAIN, rows)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -172,7 +179,7 @@ def test_oracle_never_loses(seed: int, floor) -> None:
 
 def test_thompson_beats_static_when_the_second_model_is_better_and_cheaper() -> None:
     rows = {f"t{i}": {"small": (bad(6), bad(6)), "big": (ok(3) if i % 10 else bad(3), ok(3))} for i in range(20)}
-    table = OutcomeTable(DOMAIN, CHAIN, rows)
+    table = OutcomeTable.one_domain(DOMAIN, CHAIN, rows)
     stream = task_stream(table.tasks, 200, seed=1)
     static = run_arm(PolicyArm(StaticPolicy()), table, stream)
     thompson = run_arm(thompson_arm(1, StepClock()), table, stream)
@@ -184,7 +191,7 @@ def test_thompson_beats_static_when_the_second_model_is_better_and_cheaper() -> 
 
 def test_thompson_keeps_the_cheap_model_when_it_is_good() -> None:
     rows = {f"t{i}": {"small": (ok(1), ok(1)), "big": (ok(9), ok(9))} for i in range(10)}
-    table = OutcomeTable(DOMAIN, CHAIN, rows)
+    table = OutcomeTable.one_domain(DOMAIN, CHAIN, rows)
     result = run_arm(thompson_arm(2, StepClock()), table, task_stream(table.tasks, 100, 2))
     assert result.starts.get("small", 0) > 80
 
@@ -229,33 +236,179 @@ def test_full_replay_runs_every_policy(floor: bool) -> None:
 
 
 def test_recorded_cache_round_trips(tmp_path) -> None:
-    table = OutcomeTable(DOMAIN, CHAIN, KNOWN.samples, {"k": 2, "inventory": "test"})
-    path = save_table(table, cache_path(tmp_path, 0, 6, 2))
-    assert path.name == "routing-outcomes-0-6-k2.json"
+    table = OutcomeTable.one_domain(DOMAIN, CHAIN, KNOWN.samples, {"k": 2, "inventory": "test"})
+    path = save_table(table, cache_path(tmp_path, table.tasks, table.chains, 2))
+    assert path.name.startswith("routing-outcomes-") and path.name.endswith("-k2.json")
     loaded = load_table(path)
     assert loaded == table
     assert loaded.samples["abort"]["small"][0].recoverable is False
+    mixed = load_table(save_table(MIXED, tmp_path / "mixed.json"))
+    assert mixed == MIXED and mixed.chain("b0") == LONG_CHAIN
+
+
+def test_a_first_version_cache_file_reads_as_one_domain(tmp_path) -> None:
+    old = {"domain": DOMAIN, "chain": list(CHAIN), "meta": {"k": 2},
+           "samples": {t: {m: [asdict(x) for x in ss] for m, ss in per.items()} for t, per in KNOWN.samples.items()}}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    assert load_table(path) == OutcomeTable.one_domain(DOMAIN, CHAIN, KNOWN.samples, {"k": 2})
+
+
+def test_the_cache_name_encodes_the_task_set_and_k(tmp_path) -> None:
+    chains = {DOMAIN: CHAIN}
+    names = {cache_path(tmp_path, tasks, c, k).name for tasks, c, k in [
+        (["a", "b"], chains, 2), (["a", "b", "c"], chains, 2), (["a", "b"], chains, 3),
+        (["a", "b"], {DOMAIN: ("small",)}, 2)]}
+    assert len(names) == 4
+    assert cache_path(tmp_path, ["a", "b"], chains, 2) == cache_path(tmp_path, ["a", "b"], dict(chains), 2)
+
+
+# -- several domains ----------------------------------------------------------------------
+
+OTHER = "Tests/Docs"
+LONG_CHAIN = ("tiny", "small", "big")
+# Python/General (small -> big): small solves at once.  Tests/Docs (tiny -> small -> big): tiny never solves,
+# small always does: after five Tests/Docs runs the gate opens for (Tests/Docs, small), off the route's start.
+MIXED = OutcomeTable(
+    {**{f"a{i}": DOMAIN for i in range(4)}, **{f"b{i}": OTHER for i in range(4)}},
+    {DOMAIN: CHAIN, OTHER: LONG_CHAIN},
+    {**{f"a{i}": {"small": (ok(2), ok(2)), "big": (ok(9), ok(9))} for i in range(4)},
+     **{f"b{i}": {"tiny": (bad(1), bad(1)), "small": (ok(2), ok(2)), "big": (ok(9), ok(9))} for i in range(4)}})
+
+
+def mixed_specs(table: OutcomeTable) -> dict[str, TaskSpec]:
+    return {t: replace(spec(t), domain=table.domains[t]) for t in table.tasks}
+
+
+def mixed_replay(table: OutcomeTable, stream: list[str], per_model=None) -> list[dict]:
+    return comparison(replay(OptimizationConfig(), table, mixed_specs(table), stream, seed=1, floor=False,
+                             per_model=per_model))
+
+
+def test_each_task_runs_on_its_domains_chain() -> None:
+    assert [s.model for s in simulate(MIXED, "b0", "tiny", STOPLOSS, BUDGET).stints] == ["tiny", "small"]
+    assert [s.model for s in simulate(MIXED, "a0", "small", STOPLOSS, BUDGET).stints] == ["small"]
+    assert MIXED.models == ["tiny", "small", "big"]
+    static = replay_lane(Lane(PolicyArm(StaticPolicy()), StepClock()), MIXED, mixed_specs(MIXED), MIXED.tasks,
+                         STOPLOSS, BUDGET)
+    assert static.starts == {"small": 4, "tiny": 4}  # each route's start
+    assert static.cost_s == pytest.approx(4 * 3 + 4 * (2 + 2 + 3))  # bad(1) takes 2 s, ok(2) 3 s
+    assert {t: oracle_start(MIXED, t, STOPLOSS, BUDGET) for t in ("a0", "b0")} == {"a0": "small", "b0": "small"}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_oracle_is_never_worse_than_any_policy_on_a_mixed_stream(seed: int) -> None:
+    rng = random.Random(seed)
+
+    def sample(p: float, gen: float) -> Sample:
+        return Sample(rng.random() < p, 0.0, gen * rng.uniform(0.5, 1.5), test_s=0.5)
+
+    rows = {**{f"a{i}": {m: (sample(p, g), sample(p, g)) for m, p, g in [("small", 0.4, 3), ("big", 0.6, 8)]}
+               for i in range(8)},
+            **{f"b{i}": {m: (sample(p, g), sample(p, g)) for m, p, g in
+                         [("tiny", 0.2, 1), ("small", 0.5, 3), ("big", 0.6, 8)]} for i in range(8)}}
+    table = OutcomeTable({t: DOMAIN if t[0] == "a" else OTHER for t in rows}, {DOMAIN: CHAIN, OTHER: LONG_CHAIN},
+                         rows)
+    results = {r["policy"]: r for r in mixed_replay(table, task_stream(table.tasks, 48, seed), {"small": 1})}
+    oracle = results["oracle"]
+    for r in results.values():
+        assert (oracle["solved"], -oracle["cost_s"]) >= (r["solved"], -r["cost_s"])
+        assert r["regret_solved"] >= 0
+
+
+def test_the_gate_opens_for_the_domain_and_model_with_five_good_runs() -> None:
+    stream = task_stream(MIXED.tasks, 24, seed=2)
+    rows = mixed_replay(MIXED, stream)
+    report = gate_report(rows)
+    opened = {(g["domain"], g["model"]): g for g in report["opened"]}
+    fifth = [i for i, t in enumerate(stream, 1) if t.startswith("b")][4]
+    assert opened[(OTHER, "small")] == {"domain": OTHER, "model": "small", "after": fifth, "open_at_end": True,
+                                        "route_start": False}
+    assert opened[(DOMAIN, "small")]["route_start"] is True
+    assert report["open_at_end"] == {DOMAIN: "small", OTHER: "small"}
+    spec_row = next(r for r in rows if r["policy"] == "spec")
+    later = sum(t.startswith("b") for t in stream[fifth:])  # every Tests/Docs task after the opening
+    assert spec_row["learned"] == {"tasks": later, "solved": later, "cost_s": pytest.approx(3 * later),
+                                   "static_solved": later, "static_cost_s": pytest.approx(7 * later),
+                                   "saved_s": pytest.approx(4 * later)}
+    lines = evidence_lines(rows)
+    assert f"{OTHER} → small after task {fifth}" in lines[0]
+    assert f"learned start, spec: {later} tasks off the route's start" in lines[1]
+    assert f"saves {4 * later} s" in lines[1]
+
+
+@pytest.mark.parametrize("rows, stream", [
+    ({f"a{i}": {"small": (bad(1), bad(1)), "big": (ok(1) if i % 2 else bad(1), bad(1))} for i in range(4)}, 24),
+    ({f"a{i}": {"small": (ok(1), ok(1)), "big": (ok(1), ok(1))} for i in range(4)}, 4),
+])
+def test_the_gate_stays_shut_below_the_rate_or_the_runs(rows, stream: int) -> None:
+    table = OutcomeTable.one_domain(DOMAIN, CHAIN, rows)
+    result = mixed_replay(table, task_stream(table.tasks, stream, seed=0))
+    assert gate_report(result) is None
+    assert evidence_lines(result)[0].endswith("under spec: never opened.")
+
+
+def test_a_models_own_stoploss_shortens_its_stint() -> None:
+    assert [(s.model, s.samples) for s in simulate(KNOWN, "retry", "small", STOPLOSS, BUDGET).stints] == \
+        [("small", 2)]
+    run = simulate(KNOWN, "retry", "small", STOPLOSS, BUDGET, per_model={"small": 1})
+    assert [(s.model, s.samples) for s in run.stints] == [("small", 1), ("big", 1)]
+    assert (run.solved, run.cost_s) == (True, pytest.approx(13))
+    three = OutcomeTable.one_domain(DOMAIN, CHAIN, {"t": {"small": (bad(2), bad(2), ok(2)), "big": (ok(9),)}})
+    assert simulate(three, "t", "small", STOPLOSS, BUDGET).stints[-1].model == "big"
+    assert simulate(three, "t", "small", STOPLOSS, BUDGET, per_model={"small": 3}).cost_s == pytest.approx(9)
+    assert oracle_start(KNOWN, "retry", STOPLOSS, BUDGET, per_model={"small": 1}) == "big"
+
+
+def test_k_defaults_to_the_largest_stoploss_of_the_chains() -> None:
+    inventory = load_inventory("embedded")
+    chains = {d: inventory.route(d).chain for d in (DOMAIN, OTHER)}
+    own = own_stoplosses(inventory, {m for c in chains.values() for m in c})
+    assert own == {"qwen2.5-coder-0.5b": 1, "qwen2.5-coder-1.5b": 3}
+    assert default_k(2, own, chains) == 3
+    assert default_k(4, {}, chains) == 4
+
+
+def test_the_mix_names_its_parts_and_leaves_cuda_out() -> None:
+    tasks, title = mixed_tasks((0, 2), pack=True, testsdocs=TESTSDOCS_DIR)
+    assert title == "HumanEval 0:2 + pack 7 + testsdocs 5"
+    assert {t.domain for t in tasks} == {DOMAIN, "C++/System", "Audio/DSP", OTHER}
+    assert not any(t.language == "cuda" for t in tasks)
+    assert mixed_tasks(None, testsdocs=TESTSDOCS_DIR)[1] == "testsdocs 5"
 
 
 def test_cli_replays_from_the_cache_without_a_model(tmp_path, monkeypatch) -> None:
     for name in [n for n in os.environ if n.startswith("KISYSTEM_")]:
         monkeypatch.delenv(name)
     home = tmp_path / "home"
-    rows = {f"HumanEval_{i}": {"qwen2.5-coder-0.5b": (bad(2), ok(2) if i else bad(2)), "qwen2.5-coder-1.5b": (ok(5), ok(5))}
+    inventory = load_inventory("embedded")
+    tasks, _ = mixed_tasks((0, 3), testsdocs=TESTSDOCS_DIR)
+    chains = {t.domain: inventory.route(t.domain).chain for t in tasks}
+    small, big = "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"
+    rows = {f"HumanEval_{i}": {small: (bad(2), ok(2) if i else bad(2), ok(2)), big: (ok(5), ok(5), ok(5))}
             for i in range(3)}
-    save_table(OutcomeTable(DOMAIN, ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"), rows), cache_path(home, 0, 3, 2))
+    rows |= {t.id: {"smollm2-135m": (bad(1),) * 3, small: (ok(2),) * 3, big: (ok(5),) * 3}
+             for t in tasks if t.domain == OTHER}
+    table = OutcomeTable({t.id: t.domain for t in tasks}, chains, rows)
+    save_table(table, cache_path(home, [t.id for t in tasks], chains, 3))
     cli_main._register_commands()
     result = CliRunner().invoke(cli_main.cli, ["--home", str(home), "bench", "routing", "--range", "0:3",
-                                               "--stream-length", "12", "--shuffle-seed", "5"])
+                                               "--testsdocs", "--stream-length", "32", "--shuffle-seed", "5"])
     assert result.exit_code == 0, result.output
     assert "reusing recorded outcomes" in result.output
+    assert "HumanEval 0:3 + testsdocs 5" in result.output
     for policy in ("static", "spec", "thompson", "oracle"):
         assert policy in result.output
-    out = home / "bench" / "routing-replay-0-3-k2-n12-seed5.json"
+    out = next((home / "bench").glob("routing-replay-*-k3-n32-seed5.json"))
     data = json.loads(out.read_text())
     assert [p["policy"] for p in data["policies"]] == ["static", "spec", "thompson", "oracle"]
-    assert data["policies"][0]["solved"] == 12  # the 0.5B misses HumanEval_0, the 1.5B solves it
-    assert "thompson: +0 solved" in result.output
+    static = data["policies"][0]
+    assert static["solved"] == 32  # the 0.5B's own stop-loss of 1 sends HumanEval_1 and _2 on to the 1.5B
+    assert static["starts"] == {small: sum(static["starts"].values()) - static["starts"]["smollm2-135m"],
+                                "smollm2-135m": static["starts"]["smollm2-135m"]}
+    assert data["stoploss_own"] == {small: 1, big: 3}
+    assert data["gate"]["open_at_end"][OTHER] == small  # SmolLM2 never solves, the 0.5B always does
+    assert "evidence gate" in result.output and "learned start, spec" in result.output
 
 
 ADD_GOOD = "```python\n# file: solution.py\ndef add(a, b):\n    return a + b\n```"

@@ -31,8 +31,10 @@ def bench_group() -> None:
 @click.option("--range", "span", default="0:40", show_default=True, help="Problems A:B (half-open).")
 @click.option("--cache", "cache_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Answer and verdict cache [default: HOME/bench/humaneval-cache.db].")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Results JSON [default: humaneval-A-B.json next to the cache].")
 @pass_app
-def humaneval(app: AppContext, span: str, cache_file: Path | None) -> None:
+def humaneval(app: AppContext, span: str, cache_file: Path | None, out_file: Path | None) -> None:
     """The loop against single shot and compute-matched resampling on HumanEval problems.
 
     Every answer and judged attempt is cached: an interrupted run resumes, and ranges
@@ -64,8 +66,9 @@ def humaneval(app: AppContext, span: str, cache_file: Path | None) -> None:
     warn = lambda msg: app.err_console.print(f"[yellow]warning: {msg}[/yellow]")
     ladder, totals = asyncio.run(bench.run(tasks, progress, warn))
     app.console.print(humaneval_table(list(totals.values()), f"HumanEval {start}:{stop}"))
-    out = cache_file.with_name(f"humaneval-{start}-{stop}.json")
+    out = out_file or cache_file.with_name(f"humaneval-{start}-{stop}.json")
     out.write_text(json.dumps({"range": [start, stop], "ladder": ladder, "inventory": app.inventory.source,
+                               "config": app.config.to_dict(),
                                "arms": [t.to_dict() for t in totals.values()]}, indent=1))
     app.console.print(f"results: {out}\ncache: {cache_file}")
 
@@ -88,48 +91,64 @@ def humaneval_table(totals: list, title: str) -> Table:
 
 
 @bench_group.command("routing")
-@click.option("--range", "span", default="0:40", show_default=True, help="HumanEval problems A:B (half-open).")
+@click.option("--range", "span", default="0:40", show_default=True,
+              help="HumanEval problems A:B (half-open); 'none' for no HumanEval.")
+@click.option("--pack", is_flag=True, help="Add the task pack's CPU tasks (C, C++, DSP; CUDA needs a GPU).")
+@click.option("--testsdocs", is_flag=True, help="Add the Tests/Docs tasks of examples/testsdocs.")
 @click.option("--k", "k", type=click.IntRange(1, 10), default=None,
-              help="Recorded samples per model and task [default: stoploss_per_model].")
+              help="Recorded samples per model and task [default: the largest stop-loss of the routes' models].")
 @click.option("--shuffle-seed", type=int, default=0, show_default=True,
               help="Seed of the stream order and of Thompson.")
 @click.option("--stream-length", type=click.IntRange(1), default=None,
               help="Tasks in the replayed stream [default: 3 passes].")
 @pass_app
-def routing(app: AppContext, span: str, k: int | None, shuffle_seed: int, stream_length: int | None) -> None:
-    """Replay one HumanEval task stream under static, spec, Thompson and oracle routing.
+def routing(app: AppContext, span: str, pack: bool, testsdocs: bool, k: int | None, shuffle_seed: int,
+            stream_length: int | None) -> None:
+    """Replay one task stream, mixed over domains, under static, spec, Thompson and oracle routing.
 
-    Real outcomes of every model (k samples per task) are recorded once and cached under
-    HOME/bench; later runs replay from the cache without a model.
+    Real outcomes of every model of each task's route (k samples per task) are recorded
+    once and cached under HOME/bench, one file per task set; later runs replay from the
+    cache without a model.  Each model keeps its own stop-loss in the replay.
     """
+    from collections import Counter
+
     from kisystem.bench import (
         routing as rb,  # lazy: the policies pull in the meta-supervisor
     )
+    from kisystem.errors import UsageError
 
-    start, stop = parse_range(span, PROBLEM_COUNT)
-    k = k or app.config.stoploss_per_model
-    tasks = humaneval_tasks(start, stop)
-    table = _outcomes(app, tasks, start, stop, k)
-    if k < app.config.stoploss_per_model:
-        app.err_console.print(f"[yellow]k={k} < stoploss_per_model={app.config.stoploss_per_model}: "
-                              f"each model gets only {k} tries in the replay[/yellow]")
+    humaneval = None if span.strip().lower() in ("", "none") else parse_range(span, PROBLEM_COUNT)
+    tasks, mix = rb.mixed_tasks(humaneval, pack, rb.TESTSDOCS_DIR if testsdocs else None)
+    if not tasks:
+        raise UsageError("no tasks: give a HumanEval --range, --pack or --testsdocs")
+    chains = {t.domain: app.inventory.route(t.domain).chain for t in tasks}
+    stoploss = app.config.stoploss_per_model
+    per_model = rb.own_stoplosses(app.inventory, (m for c in chains.values() for m in c))
+    needed = rb.default_k(stoploss, per_model, chains)
+    k = k or needed
+    cache = rb.cache_path(app.paths.home, [t.id for t in tasks], chains, k)
+    table = _outcomes(app, tasks, cache, k)
+    if k < needed:
+        app.err_console.print(f"[yellow]k={k} < the largest stop-loss {needed}: "
+                              f"some models get only {k} tries in the replay[/yellow]")
     stream = rb.task_stream(table.tasks, stream_length or 3 * len(table.tasks), shuffle_seed)
-    rows = rb.comparison(rb.replay(app.config, table, {t.id: t for t in tasks}, stream, shuffle_seed))
-    title = f"Routing replay: HumanEval {start}:{stop}, k={k}, {len(stream)} tasks, chain {' → '.join(table.chain)}"
-    app.console.print(routing_table(rows, title, table.chain))
-    for line in rb.verdict(rows):
+    specs = {t.id: t for t in tasks}
+    rows = rb.comparison(rb.replay(app.config, table, specs, stream, shuffle_seed, per_model=per_model))
+    title = f"Routing replay: {mix}, k={k}, {len(stream)} tasks"
+    app.console.print(routing_table(rows, title, table.models, dict(table.chains)))
+    for line in [*rb.verdict(rows), *rb.evidence_lines(rows)]:
         app.console.print(line)
-    out = rb.cache_path(app.paths.home, start, stop, k).with_name(
-        f"routing-replay-{start}-{stop}-k{k}-n{len(stream)}-seed{shuffle_seed}.json")
-    meta = {"range": [start, stop], "k": k, "seed": shuffle_seed, "stream_length": len(stream),
-            "stoploss_per_model": app.config.stoploss_per_model, "chain": list(table.chain)}
+    out = cache.with_name(f"{cache.stem.replace('outcomes', 'replay')}-n{len(stream)}-seed{shuffle_seed}.json")
+    meta = {"tasks": mix, "range": list(humaneval) if humaneval else None, "pack": pack, "testsdocs": testsdocs,
+            "k": k, "seed": shuffle_seed, "stream_length": len(stream), "stoploss_per_model": stoploss,
+            "stoploss_own": per_model, "chains": {d: list(c) for d, c in table.chains.items()},
+            "domains": dict(Counter(table.domains.values()))}
     app.console.print(f"results: {rb.save_replay(out, meta, rows)}")
 
 
-def _outcomes(app: AppContext, tasks: list[TaskSpec], start: int, stop: int, k: int) -> OutcomeTable:
+def _outcomes(app: AppContext, tasks: list[TaskSpec], cache: Path, k: int) -> OutcomeTable:
     from kisystem.bench import routing as rb
 
-    cache = rb.cache_path(app.paths.home, start, stop, k)
     if cache.exists():
         app.err_console.print(f"reusing recorded outcomes from {cache}")
         return rb.load_table(cache)
@@ -144,9 +163,10 @@ def _outcomes(app: AppContext, tasks: list[TaskSpec], start: int, stop: int, k: 
     return asyncio.run(rb.record_table(app.config, app.inventory, app.paths, tasks, k, cache, progress, warn))
 
 
-def routing_table(rows: list[dict], title: str, chain: tuple[str, ...]) -> Table:
+def routing_table(rows: list[dict], title: str, models: list[str], chains: dict[str, tuple[str, ...]]) -> Table:
+    routes = "; ".join(f"{d}: {' → '.join(c)}" for d, c in chains.items())
     t = Table(title=title, caption=f"(×) ratio to the static route; regret: solved and seconds against the oracle;"
-              f" Q1-Q4: the stream's quarters; starts: {' / '.join(chain)}")
+              f" Q1-Q4: the stream's quarters; starts: {' / '.join(models)}; routes: {routes}")
     for col in ("policy", "solved", "seconds", "solved/min", "regret", "solve % Q1-Q4", "s/task Q1-Q4", "starts"):
         t.add_column(col, no_wrap=True)
     for r in rows:
@@ -156,7 +176,7 @@ def routing_table(rows: list[dict], title: str, chain: tuple[str, ...]) -> Table
                   f"{r['regret_solved']}, {r['regret_s']:+.0f}",
                   " ".join(f"{100 * q:.0f}" for q in r["quarter_solve_rate"]),
                   " ".join(f"{q:.1f}" for q in r["quarter_cost_s"]),
-                  " / ".join(str(r["starts"].get(m, 0)) for m in chain))
+                  " / ".join(str(r["starts"].get(m, 0)) for m in models))
     return t
 
 
