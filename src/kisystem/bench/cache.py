@@ -16,7 +16,7 @@ import contextlib
 import hashlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,6 +30,23 @@ CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, model TEXT NOT NULL, g
 CREATE TABLE IF NOT EXISTS attempts (task TEXT NOT NULL, key TEXT NOT NULL, attempt TEXT NOT NULL,
                                      PRIMARY KEY (task, key));
 """
+
+
+def answers_path(home: Path) -> Path:
+    """The cache every benchmark shares: one question asked by two benchmarks is paid once."""
+    return home / "bench" / "answers.db"
+
+
+@contextlib.contextmanager
+def shared_cache(sup, path: Path) -> Iterator[BenchCache]:
+    """Route ``sup``'s generations and judged attempts through the cache at ``path``."""
+    cache = BenchCache(path)
+    sup.generator = CachedGenerator(sup.generator, cache)
+    sup.attempts = CachedAttempts(sup.attempts, cache)
+    try:
+        yield cache
+    finally:
+        cache.close()
 
 
 def request_key(request: GenerationRequest) -> str:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from kisystem.bench.cache import BenchCache, CachedAttempts, CachedGenerator
+from kisystem.bench.cache import shared_cache
 from kisystem.bench.sampling import judged_sample
 from kisystem.config import OptimizationConfig
 from kisystem.loop.attempt import Attempt
@@ -111,12 +111,9 @@ class HumanEvalBench:
 
     async def run(self, tasks: Sequence[TaskSpec], progress: Progress,
                   warn: Callable[[str], None]) -> tuple[list[str], dict[str, ArmTotals]]:
-        cache = BenchCache(self.cache_path)
         db = self.cache_path.with_name(self.cache_path.stem + "-runs.db")  # not the learning database
-        try:
-            async with loop_session(self.config, self.inventory, self.paths, db=db, warn=warn) as sup:
-                sup.generator = CachedGenerator(sup.generator, cache)
-                sup.attempts = CachedAttempts(sup.attempts, cache)
+        async with loop_session(self.config, self.inventory, self.paths, db=db, warn=warn) as sup:
+            with shared_cache(sup, self.cache_path):
                 ladder = [m for m in self.inventory.route(tasks[0].domain).chain if m in (sup.available or ())]
                 totals = {name: ArmTotals(name) for name in arm_names(ladder)}
                 for number, task in enumerate(tasks, 1):
@@ -124,8 +121,6 @@ class HumanEvalBench:
                     for name, outcome in outcomes.items():
                         totals[name].add(task.id, outcome)
                     progress(number, task, outcomes)
-        finally:
-            cache.close()
         return ladder, totals
 
     async def problem(self, sup: Supervisor, task: TaskSpec, ladder: Sequence[str]) -> dict[str, Outcome]:

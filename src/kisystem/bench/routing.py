@@ -37,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from kisystem.bench.cache import answers_path, shared_cache
 from kisystem.bench.humaneval import humaneval_tasks
 from kisystem.bench.sampling import judged_sample
 from kisystem.config import OptimizationConfig
@@ -178,7 +179,8 @@ async def record_table(config: OptimizationConfig, inventory: Inventory, paths: 
     and saves after every task.  Tasks of a domain without an available model are left out."""
     partial = out.with_suffix(".partial.json")
     db = out.parent / "routing-record.db"  # keeps recording out of the learning database
-    async with loop_session(config, inventory, paths, db=db, warn=warn) as sup:
+    async with loop_session(config, inventory, paths, db=db, warn=warn) as sup, \
+            shared_cache(sup, answers_path(paths.home)):
         chains = {d: tuple(m for m in inventory.route(d).chain if m in (sup.available or ()))
                   for d in dict.fromkeys(t.domain for t in tasks)}
         for domain in (d for d, c in chains.items() if not c):

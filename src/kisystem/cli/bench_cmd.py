@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.table import Table
 
+from kisystem.bench.cache import answers_path
 from kisystem.bench.humaneval import humaneval_tasks
 from kisystem.cli.bench_taskpack_cmd import taskpack
 from kisystem.cli.context import AppContext, pass_app
@@ -30,7 +31,7 @@ def bench_group() -> None:
 @bench_group.command("humaneval")
 @click.option("--range", "span", default="0:40", show_default=True, help="Problems A:B (half-open).")
 @click.option("--cache", "cache_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Answer and verdict cache [default: HOME/bench/humaneval-cache.db].")
+              help="Answer and verdict cache [default: HOME/bench/answers.db, shared by the benchmarks].")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Results JSON [default: humaneval-A-B.json next to the cache].")
 @pass_app
@@ -44,7 +45,7 @@ def humaneval(app: AppContext, span: str, cache_file: Path | None, out_file: Pat
 
     start, stop = parse_range(span, PROBLEM_COUNT)
     tasks = humaneval_tasks(start, stop)
-    cache_file = cache_file or app.paths.home / "bench" / "humaneval-cache.db"
+    cache_file = cache_file or answers_path(app.paths.home)
     bench = HumanEvalBench(app.config, app.inventory, app.paths, cache_file)
     started = time.monotonic()
     worked: list[float] = []  # seconds of the problems that were not all answered from the cache
