@@ -213,3 +213,14 @@ def test_complete_from_prefix_ignores_stops_inside_the_prefix():
 
 def test_complete_from_prefix_strips_echoed_prefix_and_handles_no_stop():
     assert complete_from_prefix(PREFIX, PREFIX + "    return 0", []) == PREFIX + "    return 0\n"
+
+
+def test_whole_statements_drops_an_example_cut_off_at_the_token_limit():
+    from kisystem.loop.extract import whole_statements
+
+    code = "def f(x):\n    return x + 1\n\n# Example usage\nprint(f(1), f([4, 2, 1"
+    assert whole_statements(code) == "def f(x):\n    return x + 1\n\n# Example usage\n"
+    whole = "import math\n\ndef f(x):\n    return math.floor(x)\n"
+    assert whole_statements(whole) == whole  # nothing to trim
+    cut_in_def = "def f(x):\n    return (x +"
+    assert whole_statements(cut_in_def) == cut_in_def  # no whole prefix: left as it is, for the error to say so

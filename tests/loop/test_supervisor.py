@@ -191,3 +191,22 @@ def test_a_repair_and_a_fresh_sample_use_their_own_temperatures(tmp_path, task):
     repair = runner.request_for(task, "small", "chat", Feedback("def add(a, b): return 0", phase="TEST"), 2)
     assert (first.temperature, first.seed) == (0.0, None)  # the first try is greedy
     assert (fresh.temperature, fresh.seed) == (0.7, 2) and (repair.temperature, repair.seed) == (0.3, 2)
+
+
+async def test_an_answer_cut_off_at_the_token_limit_is_salvaged_or_says_so(tmp_path, store, task):
+    class CutOff(ScriptedModel):
+        async def generate(self, request, on_text=None):
+            generation = await super().generate(request, on_text)
+            generation.finish_reason = "length"
+            return generation
+
+    example = "```python\ndef add(a, b):\n    return a + b\n\nprint(add(1, 2)  # Out"
+    sup = Supervisor(OptimizationConfig(), INVENTORY, CutOff({"small": [example]}), store,
+                     AttemptRunner(PhaseRunner(OptimizationConfig()), tmp_path / "ws"))
+    assert (await sup.run_task(task)).outcome == "success"  # the cut-off example is trimmed away
+
+    model = CutOff({"small": ["```python\ndef add(a, b):\n    return (a +", GOOD]})
+    sup = Supervisor(OptimizationConfig(), INVENTORY, model, store,
+                     AttemptRunner(PhaseRunner(OptimizationConfig()), tmp_path / "ws2"))
+    assert (await sup.run_task(task)).outcome == "success"
+    assert "cut off at 400 tokens" in model.requests[1].messages[-1]["content"]

@@ -10,7 +10,7 @@ from typing import AsyncIterator, Callable, Mapping
 from kisystem.errors import BackendError, BackendTimeout
 from kisystem.loop import prompts
 from kisystem.loop.categorizer import ErrorInfo, Phase
-from kisystem.loop.extract import ExtractError, complete_from_prefix, extract_files
+from kisystem.loop.extract import ExtractError, complete_from_prefix, extract_files, whole_statements
 from kisystem.loop.phases import PhaseRun, PhaseRunner, limits_for
 from kisystem.loop.profiling import TwoTierProfiler
 from kisystem.loop.scoring import PerformanceParser, ScoreInput
@@ -21,6 +21,9 @@ from kisystem.sandbox.judge.session import JudgedRun, judged_run
 
 CHAT_MAX_TOKENS = 400
 COMPLETION_MAX_TOKENS = 256
+
+CUT_OFF_HINT = ("The answer was cut off at {tokens} tokens, before it was complete. Reply with the code "
+                "only, shorter: no copied docstring, no examples, no tests, no explanation.")
 
 Emit = Callable[..., None]
 
@@ -128,6 +131,8 @@ class AttemptRunner:
         attempt = Attempt(model=model, score=0.0, t_generate=generation.total_s,
                           tokens_prompt=generation.prompt_tokens, tokens_completion=generation.completion_tokens)
         files = self._files(task, mode, request, generation.text)
+        if _cut_off(generation) and task.language == "python" and task.solution_file in files:
+            files[task.solution_file] = whole_statements(files[task.solution_file])
         attempt.code = files.get(task.solution_file, "")
         if not files:
             attempt.failure = NO_CODE
@@ -140,7 +145,10 @@ class AttemptRunner:
             attempt.failure = replace(NO_CODE, excerpt=str(err), signature="generate:unsafe-path")
             emit("score", score=0.0, error="unsafe file name in the answer")
             return attempt
-        return await self._phases(task, workspace, attempt, emit, run_id, iteration)
+        attempt = await self._phases(task, workspace, attempt, emit, run_id, iteration)
+        if attempt.failure and _cut_off(generation):  # the real cause, which the error would hide
+            attempt.failure = replace(attempt.failure, hint=CUT_OFF_HINT.format(tokens=request.max_tokens))
+        return attempt
 
     def _files(self, task: TaskSpec, mode: Mode, request: GenerationRequest, text: str) -> dict[str, str]:
         if mode == "completion":
@@ -194,6 +202,10 @@ class AttemptRunner:
         attempt.failure = Failure.from_info(run.error)
         emit("score", score=0.0, error=attempt.failure.error_type)
         return attempt
+
+
+def _cut_off(generation: Generation) -> bool:
+    return generation.finish_reason == "length"
 
 
 def _emitted(run: PhaseRun, emit: Emit) -> PhaseRun:

@@ -209,3 +209,22 @@ def looks_like_code(text: str) -> bool:
 
 def _ensure_newline(text: str) -> str:
     return text if text.endswith("\n") or not text else text + "\n"
+
+
+def whole_statements(code: str) -> str:
+    """Python cut off at the token limit, trimmed to its longest prefix of whole top-level
+    statements that compiles: an answer that ran out in its trailing example usage keeps
+    its function.  Code that compiles, or that no trim repairs, comes back unchanged.
+
+    ``compile`` only parses; nothing of the answer runs here.
+    """
+    lines = code.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line[:1].isalpha() or line[:1] in "_@"]
+    for cut in [len(lines), *reversed(starts[1:])]:
+        prefix = "".join(lines[:cut])
+        try:
+            compile(prefix, "<answer>", "exec", dont_inherit=True)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        return prefix
+    return code
