@@ -114,11 +114,18 @@ def test_bench_meta_scale_small(home: Path, tmp_path: Path) -> None:
 
 def test_bias_says_how_far_each_pair_is_from_the_gate(history: Path) -> None:
     out = invoke("meta", "bias").stdout
-    assert "not yet recommended" in out or "Model bias" in out
-    for line in [ln for ln in out.splitlines() if " · " in ln]:
-        assert "runs" in line and ("more runs" in line or "success" in line)
+    assert QWEN in out.split("not yet recommended")[0]  # CUDA's recommendation, in the table
+    assert f"{DSP} · {QWEN}: 1 runs, 0 solved; 4 more runs, success 0.00 < 0.65" in out
 
 
 def test_bias_on_an_empty_record_explains_itself(home: Path) -> None:
     out = invoke("meta", "bias").stdout
     assert "no finished runs yet" in out and "5 runs" in out
+
+
+def test_bias_with_every_domain_recommended_adds_no_explanation(home: Path) -> None:
+    with LearningStore.open(home / "learning.db") as store:
+        for _ in range(5):
+            store.finish_run(store.start_run("t", CUDA, QWEN), RunResult(QWEN, 1, None, "success", wall_s=9.0))
+    out = invoke("meta", "bias").stdout
+    assert QWEN in out and "not yet" not in out and "no finished runs" not in out

@@ -88,7 +88,8 @@ def bias(app: AppContext, as_json: bool) -> None:
         table.add_row(domain, e.model, f"{e.weighted_success_rate:.2f}", str(e.runs), str(e.successes))
     if chosen:
         app.console.print(table)
-    for line in gate_distance([e for e in evidence.values() if e.domain not in chosen]):
+    rest = [e for e in evidence.values() if e.domain not in chosen]
+    for line in gate_distance(rest) if rest or not chosen else []:
         app.console.print(line)
 
 
