@@ -29,6 +29,7 @@ SPEC_DEFAULTS = {
     "retry_profile": 1,
     "stoploss_per_model": 2,
     "max_concurrent_builds": 3,
+    "max_concurrent_generations": 0,
     "enable_meta_supervisor": True,
     "enable_two_tier_profiling": True,
     "enable_async_io": True,
