@@ -54,3 +54,8 @@ class Paths:
     @property
     def workspaces_dir(self) -> Path:
         return self.home / "workspaces"
+
+    @property
+    def locks_dir(self) -> Path:
+        """Lock files shared by every kisystem process of this home (the generation gate's slots)."""
+        return self.home / "locks"

@@ -23,6 +23,7 @@ from kisystem.cli.context import AppContext, pass_app
 from kisystem.models import catalog
 from kisystem.models.base import GenerationRequest
 from kisystem.models.client import ModelClient
+from kisystem.models.gate import GenerationGate
 from kisystem.models.inventory import Inventory
 from kisystem.models.server import ServedModel, embedded_specs, serve
 
@@ -151,13 +152,14 @@ def ask(app: AppContext, model: str, prompt: str, max_tokens: int, temperature: 
     spec = app.inventory.model(model)
     request = GenerationRequest(model=model, max_tokens=max_tokens, temperature=temperature,
                                 messages=[{"role": "user", "content": prompt}], prompt=prompt)
-    result = asyncio.run(_ask(app.inventory, request))
+    gate = GenerationGate.for_paths(app.paths, app.config.max_concurrent_generations)
+    result = asyncio.run(_ask(app.inventory, request, gate))
     sys.stdout.write("\n")
     first = f"{result.first_token_s:.2f}s" if result.first_token_s is not None else "-"
     app.err_console.print(f"[dim]{spec.name}: {result.completion_tokens} tokens, first token {first}, "
                           f"total {result.total_s:.2f}s[/dim]")
 
 
-async def _ask(inventory: Inventory, request: GenerationRequest):
-    async with ModelClient(inventory) as client:
+async def _ask(inventory: Inventory, request: GenerationRequest, gate: GenerationGate):
+    async with ModelClient(inventory, gate=gate) as client:
         return await client.generate(request, on_text=lambda t: (sys.stdout.write(t), sys.stdout.flush()))

@@ -15,6 +15,7 @@ from kisystem.loop.profiling import TwoTierProfiler
 from kisystem.loop.supervisor import LoopEvent, Supervisor
 from kisystem.loop.workspace import WorkspaceKeeping
 from kisystem.models.client import ModelClient
+from kisystem.models.gate import GenerationGate
 from kisystem.models.inventory import Inventory
 from kisystem.models.server import EmbeddedFleet
 from kisystem.paths import Paths
@@ -73,7 +74,8 @@ async def loop_session(config: OptimizationConfig, inventory: Inventory, paths: 
         routing = dict(policy=make_policy(config, store, inventory),
                        floor=HybridFloor(HybridDecision(meta, config.hybrid_decision_weights)),
                        hot_domains=lambda: [domain for domain, _ in meta.next_priorities(3)])
-        async with ModelClient(inventory) as client:
+        gate = GenerationGate.for_paths(paths, config.max_concurrent_generations)
+        async with ModelClient(inventory, gate=gate) as client:
             profiler = TwoTierProfiler.from_config(phases, config)
             keeping = WorkspaceKeeping(config.keep_workspaces, config.keep_failed_workspaces)
             attempts = AttemptRunner(phases, paths.workspaces_dir, profiler=profiler, keeping=keeping,

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Literal, Self
+
 from kisystem.models.adapters import make_adapter
-from kisystem.models.base import Generation, GenerationRequest, ModelAdapter, OnText, Timeouts
+from kisystem.models.base import (
+    Generation,
+    GenerationRequest,
+    ModelAdapter,
+    OnText,
+    Timeouts,
+)
+from kisystem.models.gate import GenerationGate, is_local
 from kisystem.models.inventory import Inventory, ModelSpec
 
 CONNECT_TIMEOUT_S = 5.0
@@ -16,10 +25,15 @@ def timeouts_for(spec: ModelSpec) -> Timeouts:
 
 
 class ModelClient:
-    """Adapters per endpoint, shared by every call to a model on that endpoint."""
+    """Adapters per endpoint, shared by every call to a model on that endpoint.
 
-    def __init__(self, inventory: Inventory) -> None:
+    Generations by endpoints on this machine take a slot of ``gate`` first (by default the
+    kisystem home's gate with the automatic slot count; None: no gate).
+    """
+
+    def __init__(self, inventory: Inventory, gate: GenerationGate | Literal["auto"] | None = "auto") -> None:
         self.inventory = inventory
+        self.gate = GenerationGate.for_paths() if gate == "auto" else gate
         self._adapters: dict[str, ModelAdapter] = {}
 
     def adapter_for(self, model: str) -> ModelAdapter:
@@ -32,14 +46,21 @@ class ModelClient:
         """Send ``request`` to its model; the mode is the inventory's, not the caller's."""
         spec = self.inventory.model(request.model)
         request.mode = spec.mode
-        return await self.adapter_for(spec.name).generate(request, timeouts_for(spec), on_text)
+        adapter = self.adapter_for(spec.name)
+        if self.gate is None or not is_local(self.inventory.endpoint_of(spec.name).base_url):
+            return await adapter.generate(request, timeouts_for(spec), on_text)
+        async with self.gate.hold() as waited:
+            generation = await adapter.generate(request, timeouts_for(spec), on_text)
+        # total_s is timed inside the adapter, so the model-seconds exclude this wait.
+        generation.backend_stats["gate_wait_s"] = waited
+        return generation
 
     async def aclose(self) -> None:
         for adapter in self._adapters.values():
             await adapter.aclose()
         self._adapters.clear()
 
-    async def __aenter__(self) -> "ModelClient":
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc) -> None:
