@@ -102,3 +102,16 @@ def test_resampling_stops_at_the_sample_count_nearest_the_loops_spend() -> None:
     assert not _closer(4.0, 1, 5.0)  # a second 4 s sample would end at 8: 3 over, against 1 under now
     assert _closer(4.0, 1, 7.0)  # ... at 8: 1 over, against 3 under now
     assert not _closer(10.0, 2, 10.0)
+
+
+def test_a_cached_verdict_is_not_reused_once_the_judging_code_changed(tmp_path, monkeypatch) -> None:
+    from kisystem.bench import cache as cache_module
+    from kisystem.loop.attempt import Attempt
+
+    cache = BenchCache(tmp_path / "cache.db")
+    task, request = load_task(ADD), GenerationRequest(model="small", messages=[{"role": "user", "content": "x"}])
+    cache.keep_attempt(task, request, Attempt(model="small", score=100.0, code="def add(a, b): return a + b"))
+    assert cache.attempt(task, request).score == 100.0
+    monkeypatch.setattr(cache_module, "judging_version", lambda: "changed")
+    assert cache.attempt(task, request) is None
+    cache.close()

@@ -6,13 +6,15 @@ sampling, seed, limits), and every judged attempt under its task and that reques
 an interrupted benchmark resumes where it stopped, pieces of a range merge, and arms
 that ask the same question (one shot, and the first sample of resampling) pay once.
 
-A cache hit counts the recorded generation, build and test seconds as *replayed*, so
+A judged attempt is also keyed by a digest of the judging code, so a change there judges
+again.  A cache hit counts the recorded generation, build and test seconds as *replayed*, so
 that a resumed benchmark reports the time the work took when it was done.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import sqlite3
@@ -24,6 +26,9 @@ from kisystem.loop.attempt import Attempt, AttemptRunner, Emit, Failure
 from kisystem.loop.taskspec import TaskSpec
 from kisystem.models.base import Generation, GenerationRequest, Mode, OnText
 from kisystem.store.db import connect
+
+# What turns an answer into a verdict; a judged attempt is reused only while these are unchanged.
+JUDGING_SOURCES = ("loop/attempt.py", "loop/extract.py", "loop/phases.py", "loop/scoring.py", "sandbox/judge")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, model TEXT NOT NULL, generation TEXT NOT NULL);
@@ -47,6 +52,17 @@ def shared_cache(sup, path: Path) -> Iterator[BenchCache]:
         yield cache
     finally:
         cache.close()
+
+
+@functools.cache
+def judging_version() -> str:
+    """A digest of the judging code, so that a cached verdict outlives no change to it."""
+    root, digest = Path(__file__).resolve().parents[1], hashlib.sha256()
+    for name in JUDGING_SOURCES:
+        path = root / name
+        for source in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def request_key(request: GenerationRequest) -> str:
@@ -77,7 +93,7 @@ class BenchCache:
                   request_key(request), request.model, json.dumps(asdict(generation)))
 
     def attempt(self, task: TaskSpec, request: GenerationRequest) -> Attempt | None:
-        row = self._one("SELECT attempt FROM attempts WHERE task = ? AND key = ?", task.id, request_key(request))
+        row = self._one("SELECT attempt FROM attempts WHERE task = ? AND key = ?", task.id, _attempt_key(request))
         if row is None:
             return None
         data = json.loads(row)
@@ -86,7 +102,7 @@ class BenchCache:
 
     def keep_attempt(self, task: TaskSpec, request: GenerationRequest, attempt: Attempt) -> None:
         self._put("INSERT OR REPLACE INTO attempts VALUES (?, ?, ?)",
-                  task.id, request_key(request), json.dumps(asdict(attempt)))
+                  task.id, _attempt_key(request), json.dumps(asdict(attempt)))
 
     def _one(self, sql: str, *args: str) -> str | None:
         row = self._db.execute(sql, args).fetchone()
@@ -97,6 +113,10 @@ class BenchCache:
             self._db.execute(sql, args)
         except sqlite3.Error:  # a cache that cannot write costs a rerun, never the benchmark
             pass
+
+
+def _attempt_key(request: GenerationRequest) -> str:
+    return f"{request_key(request)}/{judging_version()}"
 
 
 class CachedGenerator:
