@@ -111,7 +111,9 @@ class HumanEvalBench:
 
     async def run(self, tasks: Sequence[TaskSpec], progress: Progress,
                   warn: Callable[[str], None]) -> tuple[list[str], dict[str, ArmTotals]]:
-        db = self.cache_path.with_name(self.cache_path.stem + "-runs.db")  # not the learning database
+        # The loop's own record, not the learning database: one per range, so a resumed run
+        # goes on learning from where it stopped and another range starts from nothing.
+        db = self.cache_path.with_name(f"humaneval-runs-{tasks[0].id}-{tasks[-1].id}.db")
         async with loop_session(self.config, self.inventory, self.paths, db=db, warn=warn) as sup:
             with shared_cache(sup, self.cache_path):
                 ladder = [m for m in self.inventory.route(tasks[0].domain).chain if m in (sup.available or ())]
