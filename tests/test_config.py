@@ -45,6 +45,7 @@ SPEC_DEFAULTS = {
     "keep_failed_workspaces": 5,
     "sample_temperature": 0.8,
     "repair_temperature": 0.8,
+    "repair_logic_errors": False,
 }
 
 # Verbatim from the Phase 7 guide, section 7.

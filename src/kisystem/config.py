@@ -181,6 +181,8 @@ class OptimizationConfig:
     # Sampling of a model's later tries: without feedback (a fresh sample) and with it (a repair).
     sample_temperature: float = _float(0.8, 0.0, 2.0)
     repair_temperature: float = _float(0.8, 0.0, 2.0)
+    # A wrong answer (LOGIC) gets a fresh sample, not a repair prompt, unless this is on.
+    repair_logic_errors: bool = _bool(False)
 
     @classmethod
     def load(cls, path: str | Path) -> OptimizationConfig:

@@ -58,7 +58,7 @@ async def test_a_right_answer_is_solved_by_the_judges_verdict(tmp_path, store):
 
 async def test_a_wrong_answer_gets_partial_credit_and_the_judges_detail(tmp_path, store):
     task = load_task(EXAMPLES / "add.toml")
-    sup = make(tmp_path, store, {"small": [TWO_OF_THREE, GOOD]})
+    sup = make(tmp_path, store, {"small": [TWO_OF_THREE, GOOD]}, repair_logic_errors=True)
     result = await sup.run_task(task)
     assert result.outcome == "success" and result.iterations == 2
     first = [e.payload for e in store.events(result.run_id) if e.kind == "score"][0]

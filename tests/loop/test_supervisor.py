@@ -63,7 +63,7 @@ async def test_first_answer_right_is_one_successful_record(tmp_path, store, task
 
 
 async def test_stoploss_escalates_after_two_fails_and_feeds_the_error_back(tmp_path, store, task):
-    sup, model = make(tmp_path, store, {"small": [WRONG, WRONG], "medium": [GOOD]})
+    sup, model = make(tmp_path, store, {"small": [WRONG, WRONG], "medium": [GOOD]}, repair_logic_errors=True)
     result = await sup.run_task(task)
     assert result.outcome == "success" and result.iterations == 3
     assert result.models_tried == ("small", "medium")
@@ -210,3 +210,13 @@ async def test_an_answer_cut_off_at_the_token_limit_is_salvaged_or_says_so(tmp_p
                      AttemptRunner(PhaseRunner(OptimizationConfig()), tmp_path / "ws2"))
     assert (await sup.run_task(task)).outcome == "success"
     assert "cut off at 400 tokens" in model.requests[1].messages[-1]["content"]
+
+
+async def test_a_wrong_answer_gets_a_fresh_sample_and_a_crash_a_repair(tmp_path, store, task):
+    crash = "```python\ndef add(a, b):\n    return a + undefined_name\n```"
+    sup, model = make(tmp_path, store, {"small": [WRONG, crash, GOOD]}, stoploss_per_model=3)
+    result = await sup.run_task(task)
+    assert result.outcome == "success" and result.iterations == 3
+    first, fresh, repair = model.requests
+    assert fresh.messages == first.messages and (fresh.temperature, fresh.seed) == (0.8, 1)  # LOGIC: resampled
+    assert "failed in the TEST phase" in repair.messages[-1]["content"]  # RUNTIME: repaired with feedback

@@ -39,7 +39,8 @@ INVENTORY = parse_inventory({
 class DeterministicModel:
     """Answers as a pure function of the request, so a restarted process answers alike.
 
-    ``wrong_first``: a first prompt gets a wrong answer, a fix prompt the right one.
+    ``wrong_first``: a first prompt gets a wrong answer, a later try (a fix prompt or a
+    fresh sample) the right one.
     Every call is appended to ``log`` (one request key per line) before it answers.
     """
 
@@ -60,8 +61,8 @@ class DeterministicModel:
             await asyncio.sleep(self.delay_s)
         if self.fail is not None:
             raise self.fail
-        fix = any(FIX_MARK in m["content"] for m in request.messages)
-        text = WRONG if self.wrong_first and not fix else GOOD
+        retry = request.temperature > 0 or any(FIX_MARK in m["content"] for m in request.messages)
+        text = WRONG if self.wrong_first and not retry else GOOD
         if on_text:
             on_text(text)
         return Generation(text=text, model=request.model, prompt_tokens=10, completion_tokens=8, total_s=0.01)

@@ -64,6 +64,7 @@ class Attempt:
     tokens_prompt: int = 0
     tokens_completion: int = 0
     profile_note: str = ""
+    cut_off: bool = False  # the answer hit the token limit
 
     @classmethod
     def generation_failed(cls, model: str, err: BackendError) -> "Attempt":
@@ -146,7 +147,8 @@ class AttemptRunner:
             emit("score", score=0.0, error="unsafe file name in the answer")
             return attempt
         attempt = await self._phases(task, workspace, attempt, emit, run_id, iteration)
-        if attempt.failure and _cut_off(generation):  # the real cause, which the error would hide
+        attempt.cut_off = _cut_off(generation)
+        if attempt.failure and attempt.cut_off:  # the real cause, which the error would hide
             attempt.failure = replace(attempt.failure, hint=CUT_OFF_HINT.format(tokens=request.max_tokens))
         return attempt
 

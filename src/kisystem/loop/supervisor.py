@@ -172,8 +172,16 @@ class Supervisor:
                 self._emit("escalate", task, run_id, iteration, router.current, previous=model)
                 feedback, tries_on_model = None, 0
             else:
-                feedback, tries_on_model = attempt.feedback(target), tries_on_model + 1
+                feedback, tries_on_model = self._next_feedback(attempt, target), tries_on_model + 1
         return "failed", f"{budget} iterations spent; best score {tally.best_score:.0f} < target {target}", budget
+
+    def _next_feedback(self, attempt: Attempt, target: float) -> prompts.Feedback | None:
+        """A repair prompt, or None for a fresh sample: a wrong answer (LOGIC) is resampled
+        unless ``repair_logic_errors``, since small models' repairs of wrong answers fixed
+        fewer than fresh samples did; a crash, a syntax error or a cut-off answer is repaired."""
+        if attempt.failure.error_type == "LOGIC" and not attempt.cut_off and not self.config.repair_logic_errors:
+            return None
+        return attempt.feedback(target)
 
     async def _attempt(self, task: TaskSpec, run_id: str, iteration: int, model: str,
                        feedback: prompts.Feedback | None, tries_on_model: int) -> Attempt:
