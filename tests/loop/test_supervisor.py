@@ -220,3 +220,10 @@ async def test_a_wrong_answer_gets_a_fresh_sample_and_a_crash_a_repair(tmp_path,
     first, fresh, repair = model.requests
     assert fresh.messages == first.messages and (fresh.temperature, fresh.seed) == (0.8, 1)  # LOGIC: resampled
     assert "failed in the TEST phase" in repair.messages[-1]["content"]  # RUNTIME: repaired with feedback
+
+
+async def test_an_escalation_with_no_iteration_left_is_not_a_model_tried(tmp_path, store, task):
+    sup, _ = make(tmp_path, store, {"small": [WRONG, WRONG]}, max_optimization_iterations=2)
+    result = await sup.run_task(task)
+    assert result.outcome == "failed" and result.models_tried == ("small",) and result.model == "small"
+    assert store.get_run(result.run_id).model == "small"

@@ -214,16 +214,17 @@ class Supervisor:
                 outcome: str, reason: str, iterations: int, started: float) -> TaskResult:
         last, wall = tally.last, time.monotonic() - started
         failure = last.failure if last and outcome != "success" else None
+        tried, ended_on = _used(router, tally)
         self.store.finish_run(run_id, RunResult(
-            model=router.current, iter=iterations, score_final=tally.best_score, outcome=outcome,
+            model=ended_on, iter=iterations, score_final=tally.best_score, outcome=outcome,
             phase=failure.phase if failure else None, reason=reason,
             t_build=tally.t_build, t_test=tally.t_test, t_profile=tally.t_profile,
             tokens_prompt=tally.tokens_prompt, tokens_completion=tally.tokens_completion,
-            error_type=failure.error_type if failure else None, models_tried=tuple(router.tried), wall_s=wall))
-        self._emit("exit", task, run_id, iterations, router.current, persist=False,  # the store logs "finished"
+            error_type=failure.error_type if failure else None, models_tried=tried, wall_s=wall))
+        self._emit("exit", task, run_id, iterations, ended_on, persist=False,  # the store logs "finished"
                    outcome=outcome, reason=reason, score=tally.best_score)
-        return TaskResult(run_id, task.id, outcome, tally.best_score, iterations, router.current,
-                          tuple(router.tried), reason, tally.tokens_prompt + tally.tokens_completion, wall,
+        return TaskResult(run_id, task.id, outcome, tally.best_score, iterations, ended_on,
+                          tried, reason, tally.tokens_prompt + tally.tokens_completion, wall,
                           dict(tally.model_seconds), dict(tally.model_attempts), task.judged_by)
 
     def _emit(self, kind: str, task: TaskSpec, run_id: str, iteration: int, model: str,
@@ -232,3 +233,12 @@ class Supervisor:
             self.store.append_event(run_id, kind, {"iteration": iteration, "model": model, **data})
         if self.on_event:
             self.on_event(LoopEvent(kind, task.id, run_id, iteration, model, data))
+
+
+def _used(router: StopLossRouter, tally: _Tally) -> tuple[tuple[str, ...], str]:
+    """The models tried and the one the run ended on, without a model escalated to when no
+    iteration was left for it (it never answered, so it earns no evidence)."""
+    tried = list(router.tried)
+    if len(tried) > 1 and tried[-1] not in tally.model_attempts and tally.last is not None:
+        tried.pop()
+    return tuple(tried), tally.last.model if tally.last is not None else router.current
