@@ -5,8 +5,8 @@ Per problem, in one process and one model fleet:
 - ``single M``: one greedy answer of model M to the plain prompt (the loop's first try).
 - ``loop``: the real supervisor with its routing, feedback and escalation.
 - ``resample M``: model M sampled independently (greedy first, then seeded samples at
-  the retry temperature, never any feedback) until it has spent the model-seconds the
-  loop spent on that problem; solved if any sample passes.
+  ``sample_temperature``, never any feedback), as many samples as come nearest the
+  model-seconds the loop spent on that problem; solved if any sample passes.
 - ``resample ladder``: the same, spending on each model of the route what the loop
   spent on it, in the route's order.
 
