@@ -19,7 +19,7 @@ class LiveView:
         self._announced: set[str] = set()  # hot domains are said once, not per task
 
     def __enter__(self) -> "LiveView":
-        self.status = self.console.status("starting ...")
+        self.status = self.console.status("starting the model servers and loading the models ...")
         self.status.start()
         return self
 
