@@ -251,6 +251,28 @@ def test_concurrent_pulls_of_one_model_do_not_corrupt_it(fake: FakeIndex, models
     assert temp_dirs(models_dir) == []
 
 
+def test_a_sweep_racing_a_new_temp_dir_leaves_it_alone(
+        fake: FakeIndex, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another thread's sweep that lands between mkdtemp and registration must not take the dir
+    (CI once lost a concurrent pull this way)."""
+    real_mkdtemp = catalog.tempfile.mkdtemp
+    swept: list[list[Path]] = []
+    sweepers: list[threading.Thread] = []
+
+    def mkdtemp_then_sweep(**kwargs: str) -> str:
+        made = real_mkdtemp(**kwargs)
+        sweeper = threading.Thread(target=lambda: swept.append(catalog.remove_stale_pulls(models_dir)))
+        sweepers.append(sweeper)
+        sweeper.start()
+        sweeper.join(0.3)  # without the lock the sweep runs to its end here
+        return made
+
+    monkeypatch.setattr(catalog.tempfile, "mkdtemp", mkdtemp_then_sweep)
+    assert catalog.pull(models_dir, "fake").read_bytes() == fake.payload
+    sweepers[0].join(10)
+    assert swept == [[]]
+
+
 # --- kisystem models pull -----------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -36,6 +37,9 @@ TEMP_PREFIX = ".pull-"
 LEGACY_STALE_AGE_S = 3600  # a .pull-* dir without a pid (older kisystem)
 STALE_AGE_S = 24 * 3600  # a temp dir untouched this long is stale even if its pid was reused
 _OWN_PULLS: set[str] = set()  # temp dirs of this process's running pulls (tells them from a reused pid)
+# Held while a temp dir is created and registered and while stale dirs are swept, so that one
+# thread never sees another thread's fresh, not yet registered dir as left over.
+_OWN_PULLS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -170,11 +174,9 @@ def pull(models_dir: Path, name: str, *, force: bool = False,
         remove_stale_pulls(models_dir)
     if force or not is_pulled(models_dir, name):
         try:
-            models_dir.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(dir=models_dir, prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
+            tmp = _new_temp_dir(models_dir)
         except OSError as err:
             raise ModelPullError(f"{name}: cannot create a temp dir in {models_dir}: {err}") from err
-        _OWN_PULLS.add(tmp.name)
         try:
             partial = tmp / model.filename
             _fetch(model, tmp, partial, report)
@@ -187,6 +189,14 @@ def pull(models_dir: Path, name: str, *, force: bool = False,
     count = len(model.parts)
     report(PullProgress(name, "verified", count, count, model.size, model.size))
     return target
+
+
+def _new_temp_dir(models_dir: Path) -> Path:
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with _OWN_PULLS_LOCK:
+        tmp = Path(tempfile.mkdtemp(dir=models_dir, prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
+        _OWN_PULLS.add(tmp.name)
+    return tmp
 
 
 def _fetch(model: EmbeddedModel, tmp: Path, out: Path, report: Callable[[PullProgress], None]) -> None:
@@ -213,12 +223,11 @@ def _fetch(model: EmbeddedModel, tmp: Path, out: Path, report: Callable[[PullPro
 
 def remove_stale_pulls(models_dir: Path) -> list[Path]:
     """Remove ``.pull-*`` dirs whose pulling process is gone; returns what was removed."""
-    removed = []
-    for tmp in models_dir.glob(TEMP_PREFIX + "*"):
-        if tmp.is_dir() and _is_stale(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-            removed.append(tmp)
-    return removed
+    with _OWN_PULLS_LOCK:
+        stale = [tmp for tmp in models_dir.glob(TEMP_PREFIX + "*") if tmp.is_dir() and _is_stale(tmp)]
+    for tmp in stale:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return stale
 
 
 def _is_stale(tmp: Path) -> bool:
