@@ -16,6 +16,7 @@ SPEC_FIELDS = {
     "t_build", "t_test", "t_profile", "ts", "ended_ts", "tokens_prompt", "tokens_completion",
     "error_type", "models_tried", "wall_s",
 }  # fmt: skip
+OWNER_FIELDS = {"owner_host", "owner_boot", "owner_pid", "owner_started"}
 QUEUE_TABLES = {"queue_tasks", "queue_legal", "queue_transitions", "queue_runs", "queue_answers"}
 QUEUE_INDEXES = {"idx_queue_claim", "idx_queue_lease", "idx_queue_transitions_task", "idx_queue_runs_open"}
 QUEUE_TRIGGERS = {"queue_tasks_insert_queued", "queue_tasks_legal", "queue_tasks_log_insert", "queue_tasks_log_update",
@@ -33,13 +34,13 @@ def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
 
 def test_blank_database_gets_full_schema(tmp_path: Path) -> None:
     with LearningStore.open(tmp_path / "learning.db") as store:
-        assert store.schema_version() == LATEST_VERSION == 5
+        assert store.schema_version() == LATEST_VERSION == 6
     conn = sqlite3.connect(tmp_path / "learning.db")
     assert _names(conn, "table") == {"runs", "run_events", "domain_agg", "domain_model_agg", *QUEUE_TABLES}
     assert _names(conn, "index") == {"idx_runs_domain_ts", "idx_runs_domain_model_ts", "idx_run_events_run",
-                                     *QUEUE_INDEXES}
+                                     "idx_runs_running", *QUEUE_INDEXES}
     assert _names(conn, "trigger") == {"run_events_no_update", "run_events_no_delete", *QUEUE_TRIGGERS}
-    assert _columns(conn, "runs") == SPEC_FIELDS | {"sandbox", "judge"}
+    assert _columns(conn, "runs") == SPEC_FIELDS | {"sandbox", "judge"} | OWNER_FIELDS
     assert _columns(conn, "run_events") == {"id", "run_id", "ts", "kind", "payload"}
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 

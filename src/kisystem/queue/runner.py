@@ -31,7 +31,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -219,12 +218,16 @@ class QueueRunner:
     async def run(self) -> RunSummary:
         self.recover()
         beat = asyncio.create_task(self._heartbeats())
+        workers = [asyncio.create_task(self._worker()) for _ in range(self.settings.workers)]
         try:
-            await asyncio.gather(*(self._worker() for _ in range(self.settings.workers)))
+            await asyncio.gather(*workers)
         finally:
-            beat.cancel()
-            with suppress(asyncio.CancelledError):
-                await beat
+            # gather gives up at the first worker that fails or is cancelled (an idle one, at
+            # Ctrl-C or SIGTERM); the others must hand their tasks back and record their runs
+            # before the caller closes the stores they write to.
+            for task in (*workers, beat):
+                task.cancel()
+            await asyncio.gather(*workers, beat, return_exceptions=True)
         return self.summary
 
     # -- recovery ------------------------------------------------------------------------

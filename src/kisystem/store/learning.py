@@ -1,8 +1,10 @@
 """The learning database: :class:`LearningStore` owns every SQL statement over it.
 
 A run is inserted as ``running`` when it starts and updated once when it ends, so a
-crash leaves a visible ``running`` row that :meth:`LearningStore.mark_interrupted`
-later turns into ``interrupted``.  ``run_events`` is an append-only log of what
+crash leaves a visible ``running`` row that :meth:`LearningStore.close_orphaned_runs`
+later turns into ``interrupted``: at once when its owner (the writing process, recorded
+in the row, see :mod:`kisystem.store.owner`) is a dead process of this host, after a
+day when the owner cannot be judged from here.  ``run_events`` is an append-only log of what
 happened during runs; the store itself appends ``started``, ``finished`` and
 ``interrupted`` events.  Timestamps are stored as fixed-width ISO-8601 UTC text, so
 string order is time order.
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 from kisystem.errors import StoreError
-from kisystem.store import db
+from kisystem.store import db, owner
 from kisystem.store.migrations import current_version
 
 Outcome = Literal["running", "success", "failed", "exhausted", "aborted", "error", "interrupted"]
@@ -58,6 +60,7 @@ DECAY_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 MAX_DECAY_EXPONENT = 600.0
 
 Clock = Callable[[], datetime]
+STALE_REASON = "no finish recorded (crash or kill)"
 
 
 def utc_now() -> datetime:
@@ -312,11 +315,14 @@ class LearningStore:
         """
         run_id = run_id or uuid.uuid4().hex
         now = self._clock()
+        me = owner.this_process()
         with self._writing(f"cannot start run for task {task!r}") as conn:
             conn.execute(
-                "INSERT INTO runs (run_id, task, domain, model, outcome, ts, sandbox, judge)"
-                " VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
-                (run_id, task, domain, model, _iso(now), _value(sandbox), judge),
+                "INSERT INTO runs (run_id, task, domain, model, outcome, ts, sandbox, judge,"
+                " owner_host, owner_boot, owner_pid, owner_started)"
+                " VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, task, domain, model, _iso(now), _value(sandbox), judge,
+                 me.host, me.boot, me.pid, me.started),
             )
             started = {"task": task, "model": model, "sandbox": _value(sandbox)}
             _insert_event(conn, run_id, "started", {**started, "judge": judge} if judge else started, now)
@@ -352,8 +358,8 @@ class LearningStore:
             for run_id in run_ids:
                 conn.execute(
                     "UPDATE runs SET outcome = 'interrupted', ended_ts = ?,"
-                    " reason = COALESCE(reason, 'no finish recorded (crash or kill)') WHERE run_id = ?",
-                    (_iso(now), run_id),
+                    " reason = COALESCE(reason, ?) WHERE run_id = ?",
+                    (_iso(now), STALE_REASON, run_id),
                 )
                 _insert_event(conn, run_id, "interrupted", {"older_than_s": older_than_s}, now)
                 _fold_where(conn, "run_id = ?", (run_id,))
@@ -363,15 +369,30 @@ class LearningStore:
         """Turn this one run into ``interrupted`` if it is still ``running``; True when it was."""
         now = self._clock()
         with self._writing(f"cannot mark run {run_id} interrupted") as conn:
-            changed = conn.execute(
-                "UPDATE runs SET outcome = 'interrupted', ended_ts = ?, reason = COALESCE(reason, ?)"
-                " WHERE run_id = ? AND outcome = 'running'",
-                (_iso(now), reason, run_id),
-            ).rowcount
-            if changed:
-                _insert_event(conn, run_id, "interrupted", {"reason": reason}, now)
-                _fold_where(conn, "run_id = ?", (run_id,))
-        return bool(changed)
+            return _interrupt(conn, run_id, reason, now)
+
+    def close_orphaned_runs(self, stale_after_s: float | None = None) -> list[str]:
+        """Turn ``running`` rows whose writer is gone into ``interrupted``; return their run ids.
+
+        A row owned by a process of this host is closed as soon as that process is dead
+        (or the machine restarted since).  Rows that cannot be judged from here (owned by
+        another host, or written before owners were recorded) are closed once they are
+        older than ``stale_after_s``, when it is given.  Reads first: a store with nothing
+        to close takes no write lock.
+        """
+        now = self._clock()
+        orphans = self._orphans(owner.this_process(), now, stale_after_s)
+        if not orphans:
+            return []
+        with self._writing("cannot close the runs of dead processes") as conn:
+            return [run_id for run_id, reason in orphans if _interrupt(conn, run_id, reason, now)]
+
+    def _orphans(self, here: owner.Owner, now: datetime, stale_after_s: float | None) -> list[tuple[str, str]]:
+        cutoff = _iso(now - timedelta(seconds=stale_after_s)) if stale_after_s is not None else None
+        rows = self._rows("SELECT run_id, ts, owner_host, owner_boot, owner_pid, owner_started FROM runs"
+                          " WHERE outcome = 'running' ORDER BY ts, rowid")  # fmt: skip
+        found = ((row["run_id"], _why_orphaned(row, here, cutoff)) for row in rows)
+        return [(run_id, reason) for run_id, reason in found if reason is not None]
 
     def import_runs(self, records: Iterable[RunRecord]) -> int:
         """Insert finished runs as they are (no events), aggregates included, in one transaction.
@@ -502,6 +523,29 @@ class LearningStore:
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock, db.translate("cannot read learning database"):
             return self._conn.execute(sql, params).fetchall()
+
+
+def _why_orphaned(row: sqlite3.Row, here: owner.Owner, cutoff: str | None) -> str | None:
+    """Why a ``running`` row will never be finished by its writer; None while it may still be."""
+    if row["owner_pid"] is not None and row["owner_host"] == here.host:
+        # A process of this host is judged, never aged out: a live one is slow, not stale.
+        held = owner.Owner(row["owner_host"], row["owner_boot"], row["owner_pid"], row["owner_started"])
+        return owner.gone_because(held, here)
+    if cutoff is not None and row["ts"] < cutoff:
+        return STALE_REASON
+    return None
+
+
+def _interrupt(conn: sqlite3.Connection, run_id: str, reason: str, now: datetime) -> bool:
+    changed = conn.execute(
+        "UPDATE runs SET outcome = 'interrupted', ended_ts = ?, reason = COALESCE(reason, ?)"
+        " WHERE run_id = ? AND outcome = 'running'",
+        (_iso(now), reason, run_id),
+    ).rowcount
+    if changed:
+        _insert_event(conn, run_id, "interrupted", {"reason": reason}, now)
+        _fold_where(conn, "run_id = ?", (run_id,))
+    return bool(changed)
 
 
 def _running_since(conn: sqlite3.Connection, run_id: str) -> datetime:

@@ -292,6 +292,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             " CHECK (judge IS NULL OR judge IN ('calls', 'compare', 'self-reported'))",
         ),
     ),
+    Migration(
+        6,
+        "runs.owner_*: the process writing a running row, so a killed one's runs close at the next start",
+        (
+            "ALTER TABLE runs ADD COLUMN owner_host TEXT",
+            "ALTER TABLE runs ADD COLUMN owner_boot TEXT",
+            "ALTER TABLE runs ADD COLUMN owner_pid INTEGER CHECK (owner_pid IS NULL OR owner_pid > 0)",
+            "ALTER TABLE runs ADD COLUMN owner_started INTEGER",
+            "CREATE INDEX idx_runs_running ON runs(owner_host) WHERE outcome = 'running'",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

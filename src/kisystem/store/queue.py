@@ -332,7 +332,9 @@ class QueueStore:
             if changed:
                 return None
             self._move(conn, lease.id, target, (lease.state,), note, held_by=lease.holder, sets=sets)
-            if target in FINAL_STATES:
+            if target in RESULT_STATES:
+                # Only an adopted run is known to be finished; a dead task's run stays open
+                # so that unfinished_runs() lists it and the runner records it interrupted.
                 conn.execute(_CLOSE_RUNS, (lease.id,))
         return target
 
