@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import sqlite3
 import sys
+import traceback
 from pathlib import Path
 
 import click
@@ -11,8 +14,8 @@ from rich.console import Console
 
 from kisystem import __version__
 from kisystem.cli.context import AppContext
-from kisystem.errors import ConfigError, KisystemError
-from kisystem.paths import CONFIG_ENV, DB_ENV, HOME_ENV, Paths
+from kisystem.errors import ConfigError, KisystemError, describe_os_error
+from kisystem.paths import CONFIG_ENV, DB_ENV, DEBUG_ENV, HOME_ENV, Paths
 
 PATH = click.Path(path_type=Path)
 PIPED_WIDTH = 120  # tables stay readable in logs and CI output, where rich would assume 80
@@ -30,8 +33,11 @@ PIPED_WIDTH = 120  # tables stay readable in logs and CI output, where rich woul
 def cli(ctx: click.Context, home: Path | None, db: Path | None, config_path: Path | None) -> None:
     """kisystem: a learning build-and-optimize loop for local LLMs.
 
-    Exit codes: 0 ok, 1 run-time failure, 2 usage or config error, 3 backend
-    unreachable or hanging, 4 model not found, 130 interrupted.
+    Exit codes: 0 ok, 1 run-time failure (also a file or learning database that
+    cannot be written: locked by another process, or read-only), 2 usage or config
+    error, 3 backend unreachable, hanging or not starting (an embedded server's port
+    taken), 4 model not found, 130 interrupted, 143/129 terminated by SIGTERM/SIGHUP.
+    Every error is one line on stderr, never a traceback.
     """
     ctx.obj = AppContext(
         paths=Paths.resolve(home, db, config_path),
@@ -100,4 +106,22 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2 if isinstance(err, click.UsageError) else err.exit_code)
     except KeyboardInterrupt as err:
         _interrupted(err)
+    except Exception as err:  # the last resort (OS, SQLite, anything untranslated): one line, never a traceback
+        _last_resort(err)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _last_resort(err: BaseException) -> None:
+    """An OS, SQLite or other error that no boundary translated: one line and exit 1."""
+    if isinstance(err, OSError):
+        message = describe_os_error(err)
+    elif isinstance(err, sqlite3.Error):
+        message = f"SQLite: {err}"
+    else:
+        message = f"unexpected {type(err).__name__}: {err}"
+    if os.environ.get(DEBUG_ENV):
+        traceback.print_exception(err)
+    elif not isinstance(err, OSError | sqlite3.Error):
+        message += f" (a bug: please report it; {DEBUG_ENV}=1 shows the traceback)"
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)

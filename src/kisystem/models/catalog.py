@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from kisystem.errors import ModelPullError, UsageError
+from kisystem.errors import ModelPullError, UsageError, describe_os_error
 
 log = logging.getLogger(__name__)
 
@@ -176,13 +176,13 @@ def pull(models_dir: Path, name: str, *, force: bool = False,
         try:
             tmp = _new_temp_dir(models_dir)
         except OSError as err:
-            raise ModelPullError(f"{name}: cannot create a temp dir in {models_dir}: {err}") from err
+            raise ModelPullError(f"{name}: cannot create a temp dir in {models_dir}: {describe_os_error(err)}") from err
         try:
             partial = tmp / model.filename
             _fetch(model, tmp, partial, report)
             os.replace(partial, target)  # atomic: a reader sees the old file or the verified new one
         except OSError as err:
-            raise ModelPullError(f"{name}: {err}") from err
+            raise ModelPullError(f"{name}: {describe_os_error(err)}") from err
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
             _OWN_PULLS.discard(tmp.name)

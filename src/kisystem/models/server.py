@@ -9,26 +9,33 @@ log file) and waits until every model answers its health check.
 
 from __future__ import annotations
 
-import ctypes
+import errno
 import logging
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlparse
 
 import httpx
 
-from kisystem.errors import BackendTimeout, BackendUnreachable, UsageError
-from kisystem.models import catalog
+from kisystem.errors import BackendError, BackendTimeout, ServerStartError, UsageError, describe_os_error
+from kisystem.models import catalog, server_records
 from kisystem.models.inventory import Inventory, ModelSpec
+from kisystem.parent_death import die_with_parent
 
 log = logging.getLogger(__name__)
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
+SERVER_LOG = "embedded-server.log"  # under HOME/logs
+PROGRESS_EVERY_S = 1.0  # how often EmbeddedFleet's on_progress hears that a model is still loading
 
 
 @dataclass(frozen=True)
@@ -64,8 +71,14 @@ def port_of(url: str) -> int:
 OPENMP_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
-def start_server(spec: ModelSpec, gguf: Path, port: int, n_threads: int | None = None):
-    """Load one GGUF into llama.cpp's server on 127.0.0.1:port; returns once it listens."""
+def start_server(spec: ModelSpec, gguf: Path, port: int, n_threads: int | None = None,
+                 log_file: Path | None = None):
+    """Load one GGUF into llama.cpp's server on 127.0.0.1:port; returns once it listens.
+
+    A taken port is found before the model loads.  llama.cpp's start-up log goes to
+    ``log_file`` when given, not to the terminal; a failed start becomes
+    :class:`ServerStartError` naming the model, the port and llama.cpp's first error line."""
+    ensure_port_free(port, spec.name)
     for name, value in OPENMP_ENV.items():
         os.environ.setdefault(name, value)  # the user's own setting wins
     import xllamacpp  # imported late: it loads native libraries
@@ -77,19 +90,89 @@ def start_server(spec: ModelSpec, gguf: Path, port: int, n_threads: int | None =
     params.cpuparams.n_threads = n_threads or max(1, os.cpu_count() or 1)
     params.port = port
     params.endpoint_metrics = True
-    return xllamacpp.Server(params)
+    with _native_log_to(log_file) as log:
+        try:
+            return xllamacpp.Server(params)
+        except RuntimeError as err:  # xllamacpp says only "Failed to init server"; llama.cpp's log says why
+            why = log.first_error() or str(err)
+            where = f" (its log: {log_file})" if log.path else ""
+            raise ServerStartError(f"llama.cpp could not serve {spec.name} from {gguf} on 127.0.0.1:{port}: "
+                                   f"{why}{where}") from err
+
+
+class _NativeLog:
+    """What llama.cpp wrote to its log file since ``start``; ``path`` is None when it was not redirected."""
+
+    def __init__(self, path: Path | None, start: int) -> None:
+        self.path = path
+        self.start = start
+
+    def first_error(self) -> str | None:
+        if self.path is None:
+            return None
+        with self.path.open("rb") as fh:
+            fh.seek(self.start)
+            text = fh.read().decode("utf-8", "replace")
+        found = _LLAMA_ERROR.search(text)
+        return found.group(1).strip() if found else None
+
+
+_LLAMA_ERROR = re.compile(r"^\S+ E (.+)$", re.MULTILINE)  # "0.00.008.675 E gguf_init_from_reader: invalid magic"
+
+
+@contextmanager
+def _native_log_to(path: Path | None) -> Iterator[_NativeLog]:
+    """Point file descriptor 2, where llama.cpp logs, at ``path`` for the block (unchanged if it cannot be opened)."""
+    try:
+        if path is None:
+            raise FileNotFoundError("no log file given")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sink = path.open("ab")
+    except OSError:  # no log file, or an unwritable home: llama.cpp keeps writing to stderr
+        yield _NativeLog(None, 0)
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        os.dup2(sink.fileno(), 2)
+        yield _NativeLog(path, sink.tell())
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        sink.close()
+
+
+def ensure_port_free(port: int, model: str) -> None:
+    """Raise :class:`ServerStartError` when something already listens on 127.0.0.1:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is no conflict
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as err:
+            reason = describe_os_error(err)
+            if err.errno == errno.EADDRINUSE:
+                reason = ("the port is already in use by another process; stop that process, or give the "
+                          "model's endpoint another port in the inventory")
+            raise ServerStartError(f"cannot serve {model} on 127.0.0.1:{port}: {reason}") from err
 
 
 def serve(inventory: Inventory, models_dir: Path, names: list[str] | None = None,
-          on_ready=None, stop: threading.Event | None = None) -> None:
-    """Pull if needed, start every embedded model, block until SIGINT/SIGTERM or ``stop``."""
+          on_ready=None, stop: threading.Event | None = None, log_file: Path | None = None) -> None:
+    """Pull if needed, start every embedded model, block until SIGINT/SIGTERM or ``stop``.
+
+    llama.cpp's start-up log goes to ``log_file`` (default HOME/logs/embedded-server.log,
+    HOME being the parent of ``models_dir``), the file EmbeddedFleet's child logs to."""
     stop = stop or threading.Event()
+    log_file = log_file or models_dir.parent / "logs" / SERVER_LOG
+    specs = embedded_specs(inventory, names)
+    for spec in specs:  # every port before any model loads: a taken one fails in a second, not after a load
+        ensure_port_free(port_of(inventory.endpoints[spec.endpoint].base_url), spec.name)
     servers = []
-    for spec in embedded_specs(inventory, names):
+    for spec in specs:
         gguf = catalog.pull(models_dir, spec.embedded)
         url = inventory.endpoints[spec.endpoint].base_url
         started = time.monotonic()
-        servers.append(start_server(spec, gguf, port_of(url)))
+        servers.append(start_server(spec, gguf, port_of(url), log_file=log_file))
         if on_ready:
             on_ready(ServedModel(spec, url, gguf), time.monotonic() - started)
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -99,11 +182,19 @@ def serve(inventory: Inventory, models_dir: Path, names: list[str] | None = None
 
 
 def _die_with_parent() -> None:
-    """In the server child: the kernel sends it SIGTERM when kisystem dies, even by SIGKILL,
-    so a killed run leaves no orphaned llama.cpp server holding its ports and memory."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    """In the server child: SIGKILL when kisystem dies, even by SIGKILL, so a killed run leaves
+    no orphaned llama.cpp server holding its ports and memory (SIGKILL, since a server once hung
+    in llama.cpp's shutdown after a SIGTERM)."""
+    die_with_parent(signal.SIGKILL)
+
+
+def serves(url: str, name: str, timeout: float = 2.0) -> bool:
+    """True when the OpenAI-compatible server at ``url`` lists model ``name``."""
+    try:
+        listed = httpx.get(f"{url}/v1/models", timeout=timeout).json().get("data", [])
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return False
+    return any(isinstance(m, dict) and m.get("id") == name for m in listed)
 
 
 def is_healthy(url: str, timeout: float = 1.0) -> bool:
@@ -116,11 +207,15 @@ def is_healthy(url: str, timeout: float = 1.0) -> bool:
 class EmbeddedFleet:
     """Runs ``kisystem models serve`` in a child process for the length of a ``with`` block.
 
-    Models that already answer at their endpoint are reused, not started twice.
+    Models that already answer at their endpoint are reused, not started twice, unless a
+    crashed kisystem left that server behind (see ``server_records``): it is replaced.
     """
 
     def __init__(self, inventory: Inventory, home: Path, names: list[str] | None = None,
-                 config_file: Path | None = None, ready_timeout_s: float = 120.0) -> None:
+                 config_file: Path | None = None, ready_timeout_s: float = 120.0,
+                 on_progress: Callable[[str, str], None] | None = None) -> None:
+        """``on_progress(model, status)``: "loading" about once a second while a model loads, then "ready"."""
+        self.on_progress = on_progress
         self.specs = embedded_specs(inventory, names)
         self.urls = {m.name: inventory.endpoints[m.endpoint].base_url for m in self.specs}
         self.home = home
@@ -128,9 +223,11 @@ class EmbeddedFleet:
         self.ready_timeout_s = ready_timeout_s
         self.log_path = home / "logs" / "embedded-server.log"
         self._proc: subprocess.Popen | None = None
+        self._ports: list[int] = []  # served by self._proc
+        self._log_start = 0  # where this start's part of the log begins
 
     def __enter__(self) -> "EmbeddedFleet":
-        missing = [m.name for m in self.specs if not is_healthy(self.urls[m.name])]
+        missing = [m.name for m in self.specs if not self._reusable(m.name)]
         if missing:
             self._spawn(missing)
             self._wait_ready(missing)
@@ -139,7 +236,24 @@ class EmbeddedFleet:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _reusable(self, name: str) -> bool:
+        """A server already answering on ``name``'s port, unless a crash left it: that one is stopped."""
+        url = self.urls[name]
+        if not is_healthy(url):
+            return False
+        state, pid = server_records.state_of(self.home, port_of(url))
+        if state == "orphan" and pid is not None:
+            log.warning("stopping the server on %s (pid %d): the kisystem that started it is gone", url, pid)
+            server_records.stop_orphan(pid)
+            return False
+        if state == "foreign" and not serves(url, name):
+            raise ServerStartError(f"cannot serve {name} on {url}: the port is taken by a server that does not "
+                                   "serve it; stop that server, or give the model's endpoint another port")
+        return True
+
     def close(self) -> None:
+        if self._proc is not None:
+            server_records.forget(self.home, self._ports, self._proc.pid)
         if self._proc and self._proc.poll() is None:
             self._proc.terminate()
             try:
@@ -150,7 +264,11 @@ class EmbeddedFleet:
         self._proc = None
 
     def _spawn(self, names: list[str]) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        except OSError as err:
+            raise ServerStartError(f"cannot start the embedded models: {describe_os_error(err)}") from err
         cmd = [sys.executable, "-m", "kisystem", "--home", str(self.home)]
         if self.config_file:
             cmd += ["--config", str(self.config_file)]
@@ -160,17 +278,58 @@ class EmbeddedFleet:
         with self.log_path.open("ab") as log_file:
             self._proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                           preexec_fn=_die_with_parent)
+        self._ports = [port_of(self.urls[n]) for n in names]
+        server_records.record(self.home, self._ports, self._proc.pid)
 
     def _wait_ready(self, names: list[str]) -> None:
         deadline = time.monotonic() + self.ready_timeout_s
+        next_report = time.monotonic()
         pending = list(names)
         while pending:
             if self._proc.poll() is not None:
-                code = self._proc.returncode
-                raise BackendUnreachable(f"embedded server exited with code {code}; see {self.log_path}")
+                why = self._child_error() or f"exited with code {self._proc.returncode}"
+                raise ServerStartError(f"embedded server: {why} (log: {self.log_path})")
             if time.monotonic() > deadline:
                 self.close()
                 raise BackendTimeout(f"embedded models {', '.join(pending)} not ready after "
                                      f"{self.ready_timeout_s:.0f} s; see {self.log_path}")
-            pending = [n for n in pending if not is_healthy(self.urls[n])]
+            ready = [n for n in pending if is_healthy(self.urls[n])]
+            pending = [n for n in pending if n not in ready]
+            if time.monotonic() >= next_report:
+                self._progress(pending, "loading")
+                next_report = time.monotonic() + PROGRESS_EVERY_S
+            self._progress(ready, "ready")
             time.sleep(0.2)
+
+    def _child_error(self) -> str | None:
+        """The child's own one-line ``error: ...`` from this start's part of the log."""
+        try:
+            with self.log_path.open("rb") as log_file:
+                log_file.seek(self._log_start)
+                lines = log_file.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return None
+        errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+        return errors[-1] if errors else None
+
+    def _progress(self, names: list[str], status: str) -> None:
+        for name in names if self.on_progress is not None else []:
+            self.on_progress(name, status)
+
+    def revive(self, name: str) -> bool:
+        """Restart the servers when ``name``'s has died; True once it answers again.
+
+        The child serving it is stopped and one is started for every model of the fleet that
+        no longer answers (a crash takes the whole child, so usually all of them)."""
+        if name not in self.urls or is_healthy(self.urls[name]):
+            return False
+        self.close()
+        dead = [n for n in self.urls if not is_healthy(self.urls[n])]
+        log.warning("the embedded server of %s stopped answering; restarting %s", name, ", ".join(dead))
+        try:
+            self._spawn(dead)
+            self._wait_ready(dead)
+        except BackendError as err:
+            log.warning("restarting %s failed: %s", ", ".join(dead), err)
+            return False
+        return True

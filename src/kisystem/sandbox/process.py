@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kisystem.errors import KisystemError
+from kisystem.parent_death import die_with_parent
 from kisystem.paths import SANDBOX_TOKEN_ENV
 from kisystem.sandbox import kill, quota, users, view
 from kisystem.sandbox.levels import SandboxLevel, describe_level
@@ -206,6 +207,7 @@ def _limiter(limits: Limits, uid: int | None) -> Callable[[], None]:
         wanted.append((resource.RLIMIT_AS, size, size))
 
     def apply() -> None:  # runs in the child between fork and exec
+        die_with_parent()  # a SIGKILLed kisystem takes the run along (unshare then ends its namespace)
         for which, soft, hard in wanted:
             _, current_hard = resource.getrlimit(which)
             if current_hard != resource.RLIM_INFINITY:
