@@ -46,6 +46,9 @@ SPEC_DEFAULTS = {
     "sample_temperature": 0.8,
     "repair_temperature": 0.8,
     "repair_logic_errors": False,
+    "first_token_timeout_s": 30,
+    "backend_failures_before_cooldown": 2,
+    "backend_cooldown_s": 60,
 }
 
 # Verbatim from the Phase 7 guide, section 7.

@@ -183,6 +183,13 @@ class OptimizationConfig:
     repair_temperature: float = _float(0.8, 0.0, 2.0)
     # A wrong answer (LOGIC) gets a fresh sample, not a repair prompt, unless this is on.
     repair_logic_errors: bool = _bool(False)
+    # Seconds a backend may stay silent before its first token, on top of the time it needs to
+    # read the prompt (25 tokens/s); then the call fails, not retried.
+    first_token_timeout_s: int = _int(30, 1, 3600)
+    # A backend failing this many calls in a row (down, hanging, 5xx) is skipped for
+    # backend_cooldown_s seconds (0: never); tasks move on along their chains meanwhile.
+    backend_failures_before_cooldown: int = _int(2, 1, 20)
+    backend_cooldown_s: int = _int(60, 0, 3600)
 
     @classmethod
     def load(cls, path: str | Path) -> OptimizationConfig:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kisystem.config import OptimizationConfig
-from kisystem.errors import ModelNotFound
+from kisystem.errors import BackendCooledDown, BackendUnreachable, ModelNotFound, PromptTooLong
 from kisystem.loop.attempt import AttemptRunner
 from kisystem.loop.phases import PhaseRunner
 from kisystem.loop.supervisor import Supervisor
@@ -227,3 +227,62 @@ async def test_an_escalation_with_no_iteration_left_is_not_a_model_tried(tmp_pat
     result = await sup.run_task(task)
     assert result.outcome == "failed" and result.models_tried == ("small",) and result.model == "small"
     assert store.get_run(result.run_id).model == "small"
+
+
+# --- backends that fail, prompts that do not fit ---------------------------------------------
+
+
+class ContextLimited(ScriptedModel):
+    """A scripted model whose context holds ``limit`` characters of user prompt, as a
+    ModelClient that measured the prompt would refuse it unsent."""
+
+    def __init__(self, script, limit: int) -> None:
+        super().__init__(script)
+        self.limit = limit
+
+    async def generate(self, request, on_text=None):
+        size = len(request.messages[-1]["content"])
+        if size > self.limit:
+            self.requests.append(request)
+            raise PromptTooLong(request.model, size, self.limit)
+        return await super().generate(request, on_text)
+
+
+async def test_a_fix_prompt_too_long_for_the_context_is_trimmed_and_sent(tmp_path, store, task):
+    long_crash = "```python\ndef add(a, b):\n    return a + b\n" + "x = 1\n" * 2000 + "raise RuntimeError('boom')\n```"
+    model = ContextLimited({"small": [long_crash, GOOD]}, limit=6000)
+    sup, _ = make(tmp_path, store, {}, stoploss_per_model=5)
+    sup.generator = model
+    result = await sup.run_task(task)
+    assert result.outcome == "success" and result.models_tried == ("small",)
+    sent = model.requests[-1].messages[-1]["content"]
+    assert len(sent) <= 6000 and "characters cut to fit the model's context" in sent
+    assert [e.kind for e in store.events(result.run_id)].count("trim") >= 1
+
+
+async def test_a_task_too_long_for_every_context_ends_naming_the_sizes(tmp_path, store, task):
+    huge = replace(task, prompt="Add two numbers. " * 5000)
+    sup, _ = make(tmp_path, store, {})
+    sup.generator = ContextLimited({}, limit=4000)
+    result = await sup.run_task(huge)
+    assert result.outcome == "exhausted" and "does not fit large's context of 4000 tokens" in result.reason
+    skips = [e.payload["reason"] for e in store.events(result.run_id) if e.kind == "skip"]
+    assert len(skips) == 3 and all("does not fit" in r and "context of 4000 tokens" in r for r in skips)
+
+
+async def test_a_cooled_down_backend_is_skipped_with_its_reason(tmp_path, store, task):
+    cooled = BackendCooledDown("endpoint 'e' is cooling down for 50 s more")
+    sup, _ = make(tmp_path, store, {"small": [cooled], "medium": [GOOD]})
+    result = await sup.run_task(task)
+    assert result.outcome == "success" and result.models_tried == ("small", "medium")
+    skip = next(e for e in store.events(result.run_id) if e.kind == "skip")
+    assert "cooling down" in skip.payload["reason"]
+
+
+async def test_a_backend_down_for_every_model_is_an_error_not_a_hopeless_task(tmp_path, store, task):
+    down = {m: [BackendUnreachable(f"{m}: cannot connect")] for m in ("small", "medium", "large")}
+    sup, _ = make(tmp_path, store, down)
+    with pytest.raises(BackendUnreachable):
+        await sup.run_task(task)
+    (row,) = store.recent_runs()
+    assert row.outcome == "error" and "cannot connect" in row.reason

@@ -15,7 +15,7 @@ import pytest
 
 from kisystem.config import load_config
 from kisystem.errors import ConfigError
-from kisystem.models.base import Generation, GenerationRequest, OnText, Timeouts
+from kisystem.models.base import Endpoint, Generation, GenerationRequest, OnText, Timeouts
 from kisystem.models.client import ModelClient
 from kisystem.models.gate import GenerationGate, configured_slots, is_local, slots_for
 from kisystem.models.inventory import parse_inventory
@@ -239,9 +239,14 @@ def inventory_at(url: str):
 class FakeAdapter:
     """Times its own work, like the real adapters: total_s is the model's time only."""
 
+    endpoint = Endpoint("box", "openai", "http://127.0.0.1:9")
+
     def __init__(self, work_s: float = 0.05) -> None:
         self.work_s = work_s
         self.calls = 0
+
+    async def count_tokens(self, text: str) -> int | None:
+        return None  # no tokenizer: the client estimates
 
     async def generate(self, request: GenerationRequest, timeouts: Timeouts, on_text: OnText | None = None) -> Generation:
         self.calls += 1

@@ -15,6 +15,7 @@ from werkzeug import Response
 from kisystem.errors import (
     BackendError,
     BackendResponseError,
+    BackendSilent,
     BackendTimeout,
     BackendUnreachable,
     ModelNotFound,
@@ -240,3 +241,31 @@ def test_make_adapter_picks_by_backend():
 def test_make_adapter_rejects_unknown_backend():
     with pytest.raises(UsageError, match=r"unknown backend 'tgi' \(choose one of: ollama, openai\)"):
         make_adapter(Endpoint("c", "tgi", "http://h:8080"))  # type: ignore[arg-type]
+
+
+# --- the first-token budget ---------------------------------------------------------------
+
+
+async def test_a_silent_backend_ends_at_the_first_token_budget_without_retries(
+        httpserver, backend, retry, sleeps, release, wire):
+    httpserver.expect_request(backend.path).respond_with_handler(wire.hanging(release, seconds=10))
+    adapter = adapter_for(backend, httpserver.url_for("/"), retry, retries=2)
+    start = time.monotonic()
+    with pytest.raises(BackendSilent, match=r"no first token within 0.4 s \(config first_token_timeout_s"):
+        await adapter.generate(REQUEST, Timeouts(connect=1.0, read=5.0, total=8.0, first_token=0.4))
+    assert time.monotonic() - start < 2.0  # neither the chunk gap (5 s) nor retries
+    assert sleeps.delays == []
+    await adapter.aclose()
+
+
+async def test_the_first_token_budget_does_not_bound_a_slow_answer_once_it_streams(httpserver, backend, wire):
+    parts = [wire.sse([{"choices": [{"delta": {"content": c}}]}], done=False) for c in "abcd"]
+    parts.append(wire.sse([{"choices": [{"delta": {}, "finish_reason": "stop"}]}]))
+    if backend.kind == "ollama":
+        parts = [wire.ndjson([{"message": {"content": c}, "done": False}]) for c in "abcd"]
+        parts.append(wire.ndjson([{"done": True, "eval_count": 4}]))
+    httpserver.expect_request(backend.path).respond_with_response(wire.streaming(parts, gap=0.25))
+    adapter = adapter_for(backend, httpserver.url_for("/"), RetryPolicy())
+    gen = await adapter.generate(REQUEST, Timeouts(connect=1.0, read=5.0, total=8.0, first_token=0.4))
+    assert gen.text == "abcd"  # about 1 s in all, over twice the first-token budget
+    await adapter.aclose()

@@ -55,7 +55,7 @@ def taskpack(app: AppContext, task_ids: tuple[str, ...], rounds: int) -> None:
         if event.kind == "score":
             error = event.data.get("error")
             app.err_console.print(f"  iteration {event.iteration} ({event.model}): score "
-                                  f"{event.data.get('score', 0):.1f}{f', {error}' if error else ''}",
+                                  f"{event.data.get('score') or 0:.1f}{f', {error}' if error else ''}",
                                   soft_wrap=True, markup=False, highlight=False)
 
     def warn(message: str) -> None:

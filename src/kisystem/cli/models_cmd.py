@@ -153,13 +153,13 @@ def ask(app: AppContext, model: str, prompt: str, max_tokens: int, temperature: 
     request = GenerationRequest(model=model, max_tokens=max_tokens, temperature=temperature,
                                 messages=[{"role": "user", "content": prompt}], prompt=prompt)
     gate = GenerationGate.for_paths(app.paths, app.config.max_concurrent_generations)
-    result = asyncio.run(_ask(app.inventory, request, gate))
+    result = asyncio.run(_ask(app.inventory, request, gate, app.config.first_token_timeout_s))
     sys.stdout.write("\n")
     first = f"{result.first_token_s:.2f}s" if result.first_token_s is not None else "-"
     app.err_console.print(f"[dim]{spec.name}: {result.completion_tokens} tokens, first token {first}, "
                           f"total {result.total_s:.2f}s[/dim]")
 
 
-async def _ask(inventory: Inventory, request: GenerationRequest, gate: GenerationGate):
-    async with ModelClient(inventory, gate=gate) as client:
+async def _ask(inventory: Inventory, request: GenerationRequest, gate: GenerationGate, first_token_s: float):
+    async with ModelClient(inventory, gate=gate, first_token_timeout_s=first_token_s) as client:
         return await client.generate(request, on_text=lambda t: (sys.stdout.write(t), sys.stdout.flush()))

@@ -7,7 +7,7 @@ source comments, the only channel a base model reads.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib.resources import files
 from string import Template
@@ -37,6 +37,26 @@ class Feedback:
     target: float = 0.0
     profile: str = ""
     passed: bool = False  # tests passed, score under target: optimize rather than fix
+
+    def trimmed(self, keep: float) -> Feedback | None:
+        """This feedback with its code, error excerpt and profile cut to ``keep`` of their
+        length (head and tail stay); None when they are too short to gain anything."""
+        parts = (self.previous_code, self.excerpt, self.profile)
+        if sum(map(len, parts)) < 2 * MIN_TRIMMED_CHARS:
+            return None
+        code, excerpt, profile = (_cut(text, max(MIN_TRIMMED_CHARS, int(len(text) * keep))) for text in parts)
+        return replace(self, previous_code=code, excerpt=excerpt, profile=profile)
+
+
+MIN_TRIMMED_CHARS = 200
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut to about ``limit`` characters: its first two thirds and last third stay."""
+    if len(text) <= limit:
+        return text
+    head, tail = text[: limit * 2 // 3], text[len(text) - limit // 3:]
+    return f"{head}\n[... {len(text) - len(head) - len(tail)} characters cut to fit the model's context ...]\n{tail}"
 
 
 def chat_messages(task: TaskSpec, feedback: Feedback | None = None) -> list[dict[str, str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
@@ -17,6 +18,7 @@ from kisystem.loop.workspace import WorkspaceKeeping
 from kisystem.models.client import ModelClient
 from kisystem.models.gate import GenerationGate
 from kisystem.models.inventory import Inventory
+from kisystem.models.resilience import ResilientClient, Revive
 from kisystem.models.server import EmbeddedFleet
 from kisystem.paths import Paths
 from kisystem.routing.hybrid import HybridDecision, HybridFloor
@@ -49,6 +51,24 @@ async def available_models(inventory: Inventory, warn: Callable[[str], None] = l
     return found
 
 
+def _reviver(fleet: EmbeddedFleet | None, warn: Callable[[str], None]) -> Revive | None:
+    """The fleet's restart of a dead server, said in one line.  It blocks the event loop for
+    the few seconds of a restart: started from a worker thread, the new server would get its
+    parent-death signal when that thread ends."""
+    if fleet is None:
+        return None
+
+    async def revive(model: str) -> bool:
+        started = time.monotonic()
+        if not fleet.revive(model):
+            return False
+        warn(f"the embedded server of {model} had died; restarted it in {time.monotonic() - started:.0f} s "
+             "and retried the iteration")
+        return True
+
+    return revive
+
+
 def _base(name: str) -> str:
     """Ollama lists 'phi4:latest' where an inventory may say 'phi4'."""
     return name if ":" in name else f"{name}:latest"
@@ -57,16 +77,19 @@ def _base(name: str) -> str:
 @contextlib.asynccontextmanager
 async def loop_session(config: OptimizationConfig, inventory: Inventory, paths: Paths, *,
                        db: Path | None = None, on_event: Callable[[LoopEvent], None] | None = None,
-                       warn: Callable[[str], None] = log.warning) -> AsyncIterator[Supervisor]:
+                       warn: Callable[[str], None] = log.warning,
+                       on_fleet: Callable[[str, str], None] | None = None) -> AsyncIterator[Supervisor]:
     """Open the store, start embedded models if the inventory has any, and yield a Supervisor."""
     phases = PhaseRunner(config)  # first: a sandbox below sandbox_min_level refuses before models start
     if phases.level is not SandboxLevel.BWRAP:
         warn(f"generated code runs in the {phases.level!s} sandbox: {describe_level(phases.level)}")
     with contextlib.ExitStack() as stack:
+        store = stack.enter_context(LearningStore.open(db or paths.db))  # a bad database fails before models load
+        store.close_orphaned_runs(stale_after_s=STALE_RUN_S)
+        fleet = None
         if any(m.embedded for m in inventory.models.values()):
-            stack.enter_context(EmbeddedFleet(inventory, paths.home, config_file=paths.config))
-        store = stack.enter_context(LearningStore.open(db or paths.db))
-        store.mark_interrupted(older_than_s=STALE_RUN_S)
+            fleet = stack.enter_context(EmbeddedFleet(inventory, paths.home, config_file=paths.config,
+                                                      on_progress=on_fleet))
         available = await available_models(inventory, warn)
         if not available:
             raise BackendUnreachable(f"no model of {inventory.source} is reachable; is the backend running?")
@@ -75,11 +98,14 @@ async def loop_session(config: OptimizationConfig, inventory: Inventory, paths: 
                        floor=HybridFloor(HybridDecision(meta, config.hybrid_decision_weights)),
                        hot_domains=lambda: [domain for domain, _ in meta.next_priorities(3)])
         gate = GenerationGate.for_paths(paths, config.max_concurrent_generations)
-        async with ModelClient(inventory, gate=gate) as client:
+        async with ModelClient(inventory, gate=gate, first_token_timeout_s=config.first_token_timeout_s) as client:
+            generator = ResilientClient(client, cooldown_s=config.backend_cooldown_s,
+                                        failures_before_cooldown=config.backend_failures_before_cooldown,
+                                        revive=_reviver(fleet, warn))
             profiler = TwoTierProfiler.from_config(phases, config)
             keeping = WorkspaceKeeping(config.keep_workspaces, config.keep_failed_workspaces)
             attempts = AttemptRunner(phases, paths.workspaces_dir, profiler=profiler, keeping=keeping,
                                      temperatures=(config.sample_temperature, config.repair_temperature))
-            yield Supervisor(config, inventory, client, store, attempts, on_event=on_event, available=available,
+            yield Supervisor(config, inventory, generator, store, attempts, on_event=on_event, available=available,
                              **routing)
 

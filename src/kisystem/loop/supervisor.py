@@ -15,16 +15,28 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
 from kisystem.config import OptimizationConfig
-from kisystem.errors import BackendError, BackendUnreachable, KisystemError, ModelNotFound
+from kisystem.errors import (
+    BackendCooledDown,
+    BackendError,
+    BackendUnreachable,
+    KisystemError,
+    ModelNotFound,
+    PromptTooLong,
+)
 from kisystem.loop import prompts
 from kisystem.loop.attempt import Attempt, AttemptRunner
 from kisystem.loop.router import Decision, StopLossRouter, build_chain
 from kisystem.loop.taskspec import TaskSpec
+from kisystem.models.context import MIN_ANSWER_TOKENS
 from kisystem.routing.policy import RoutingPolicy, choose_start
 from kisystem.models.base import Generation, GenerationRequest, OnText
 from kisystem.models.inventory import Inventory
 from kisystem.store.learning import LearningStore, RunResult
-
+# Not this model's fault, and no answer to judge: the task moves on along its chain.
+SKIP_MODEL = (ModelNotFound, BackendUnreachable, BackendCooledDown, PromptTooLong)
+BACKEND_DOWN = (BackendUnreachable, BackendCooledDown)
+TRIM_TRIES = 3  # shorter and shorter feedback before a prompt is given up as too long
+WAIT_NOTICE_S = 15.0  # silence before the first token that the live view hears about
 
 
 class CapabilityFloor(Protocol):
@@ -151,10 +163,13 @@ class Supervisor:
             model = router.current
             try:
                 attempt = await self._attempt(task, run_id, iteration, model, feedback, tries_on_model)
-            except ModelNotFound as err:
+            except SKIP_MODEL as err:
                 self._emit("skip", task, run_id, iteration, model, reason=str(err))
-                decision, attempt = router.escalate(), None
+                decision, attempt, skipped = router.escalate(), None, str(err)
+                if decision is Decision.EXHAUSTED and isinstance(err, BACKEND_DOWN) and tally.last is None:
+                    raise  # no model answered at all: the backend is down, not the task hopeless
             else:
+                skipped = ""
                 tally.add(attempt)
                 if attempt.score >= target:
                     return "success", f"score {attempt.score:.0f} >= target {target}", iteration
@@ -167,7 +182,8 @@ class Supervisor:
             if decision is Decision.ABORT:
                 return "aborted", attempt.failure.hint if attempt else "aborted", iteration
             if decision is Decision.EXHAUSTED:
-                return "exhausted", f"every model of the chain failed: {', '.join(router.tried)}", iteration
+                last = f"; the last was skipped: {skipped}" if skipped else ""
+                return "exhausted", f"every model of the chain failed: {', '.join(router.tried)}{last}", iteration
             if decision is Decision.ESCALATE:
                 self._emit("escalate", task, run_id, iteration, router.current, previous=model)
                 feedback, tries_on_model = None, 0
@@ -190,12 +206,45 @@ class Supervisor:
         request = self.attempts.request_for(task, spec.name, spec.mode, feedback, tries_on_model)
         emit("generate", temperature=request.temperature)
         try:
-            generation = await self.generator.generate(request)
-        except (ModelNotFound, BackendUnreachable):
-            raise  # a routing signal and a dead backend are not this model's fault
+            request, generation = await self._generate(request, feedback, emit,
+                                                       lambda fb: self.attempts.request_for(
+                                                           task, spec.name, spec.mode, fb, tries_on_model))
+        except SKIP_MODEL:
+            raise
         except BackendError as err:
+            emit("score", score=None, error=str(err))  # no answer: no score, the reason instead
             return Attempt.generation_failed(model, err)
         return await self.attempts.run(task, run_id, iteration, model, spec.mode, request, generation, emit)
+
+    async def _generate(self, request: GenerationRequest, feedback: prompts.Feedback | None, emit: Callable,
+                        request_for: Callable[[prompts.Feedback | None], GenerationRequest],
+                        ) -> tuple[GenerationRequest, Generation]:
+        """Ask the model; a prompt too long for its context gets its feedback (previous code,
+        error excerpt) trimmed and is asked again, up to TRIM_TRIES times."""
+        for _ in range(TRIM_TRIES):
+            try:
+                return request, await self._ask(request, emit)
+            except PromptTooLong as err:
+                keep = 0.8 * (err.context - MIN_ANSWER_TOKENS) / err.tokens
+                feedback = feedback.trimmed(keep) if feedback and keep > 0 else None
+                if feedback is None:
+                    raise
+                emit("trim", tokens=err.tokens, context=err.context, keep=round(keep, 2))
+                request = request_for(feedback)
+        return request, await self._ask(request, emit)
+
+    async def _ask(self, request: GenerationRequest, emit: Callable) -> Generation:
+        """The model's answer; a ``waiting`` event every WAIT_NOTICE_S while no token has come."""
+        first_token = asyncio.Event()
+        call = asyncio.ensure_future(self.generator.generate(request, on_text=lambda _: first_token.set()))
+        started = time.monotonic()
+        try:
+            while not (await asyncio.wait({call}, timeout=WAIT_NOTICE_S))[0]:
+                if not first_token.is_set():
+                    emit("waiting", seconds=round(time.monotonic() - started), persist=False)
+            return call.result()
+        finally:
+            call.cancel()  # a no-op once done; else the run itself is being cancelled
 
     def _log_routing(self, task: TaskSpec, run_id: str, route: tuple[str, ...], advised: str | None) -> None:
         if advised and advised != route[0]:

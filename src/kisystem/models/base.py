@@ -17,11 +17,13 @@ OnText = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds allowed: to connect, between two chunks, and for the whole call."""
+    """Seconds allowed: to connect, between two chunks, for the first token of a streamed
+    answer (None: only the chunk gap bounds it), and for the whole call."""
 
     connect: float = 10.0
     read: float = 120.0
     total: float = 300.0
+    first_token: float | None = None
 
 
 @dataclass(frozen=True)
@@ -79,5 +81,7 @@ class ModelAdapter(Protocol):
     ) -> Generation: ...
 
     async def list_models(self) -> list[str]: ...
+
+    async def count_tokens(self, text: str) -> int | None: ...
 
     async def aclose(self) -> None: ...

@@ -12,29 +12,41 @@ from kisystem.models.base import (
     OnText,
     Timeouts,
 )
+from kisystem.models.context import PromptSize, TokenCounter, answer_budget
 from kisystem.models.gate import GenerationGate, is_local
 from kisystem.models.inventory import Inventory, ModelSpec
 
 CONNECT_TIMEOUT_S = 5.0
 MAX_CHUNK_GAP_S = 60.0
+# The first token waits for the whole prompt to be read: the 1.5B reads ~50 tokens/s on two
+# quiet cores, so half that is allowed on top of the configured silence.
+PROMPT_TOKENS_PER_S_FLOOR = 25.0
 
 
-def timeouts_for(spec: ModelSpec) -> Timeouts:
-    """Connect fast, allow a long gap between chunks, and the inventory's total per call."""
-    return Timeouts(connect=CONNECT_TIMEOUT_S, read=min(MAX_CHUNK_GAP_S, spec.timeout_s), total=spec.timeout_s)
+def timeouts_for(spec: ModelSpec, first_token_s: float | None = None, prompt_tokens: int = 0) -> Timeouts:
+    """Connect fast, allow a long gap between chunks, the inventory's total per call, and
+    ``first_token_s`` of silence (plus the prompt's reading time) before the first token."""
+    first = None if first_token_s is None else first_token_s + prompt_tokens / PROMPT_TOKENS_PER_S_FLOOR
+    return Timeouts(connect=CONNECT_TIMEOUT_S, read=min(MAX_CHUNK_GAP_S, spec.timeout_s), total=spec.timeout_s,
+                    first_token=first)
 
 
 class ModelClient:
     """Adapters per endpoint, shared by every call to a model on that endpoint.
 
     Generations by endpoints on this machine take a slot of ``gate`` first (by default the
-    kisystem home's gate with the automatic slot count; None: no gate).
+    kisystem home's gate with the automatic slot count; None: no gate).  Every prompt is
+    measured first: one that cannot fit its model's context raises PromptTooLong unsent, and
+    the answer's max_tokens shrinks to what fits beside it.
     """
 
-    def __init__(self, inventory: Inventory, gate: GenerationGate | Literal["auto"] | None = "auto") -> None:
+    def __init__(self, inventory: Inventory, gate: GenerationGate | Literal["auto"] | None = "auto",
+                 first_token_timeout_s: float | None = None) -> None:
         self.inventory = inventory
         self.gate = GenerationGate.for_paths() if gate == "auto" else gate
+        self.first_token_timeout_s = first_token_timeout_s
         self._adapters: dict[str, ModelAdapter] = {}
+        self._counter = TokenCounter()
 
     def adapter_for(self, model: str) -> ModelAdapter:
         endpoint = self.inventory.endpoint_of(model)
@@ -47,13 +59,21 @@ class ModelClient:
         spec = self.inventory.model(request.model)
         request.mode = spec.mode
         adapter = self.adapter_for(spec.name)
+        size = await self.measure(request)
+        request.max_tokens = answer_budget(spec.name, size, spec.context_tokens, request.max_tokens)
+        timeouts = timeouts_for(spec, self.first_token_timeout_s, size.tokens)
         if self.gate is None or not is_local(self.inventory.endpoint_of(spec.name).base_url):
-            return await adapter.generate(request, timeouts_for(spec), on_text)
+            return await adapter.generate(request, timeouts, on_text)
         async with self.gate.hold() as waited:
-            generation = await adapter.generate(request, timeouts_for(spec), on_text)
+            generation = await adapter.generate(request, timeouts, on_text)
         # total_s is timed inside the adapter, so the model-seconds exclude this wait.
         generation.backend_stats["gate_wait_s"] = waited
         return generation
+
+    async def measure(self, request: GenerationRequest) -> PromptSize:
+        """The prompt's tokens by its model's server tokenizer, or a safe over-estimate."""
+        spec = self.inventory.model(request.model)
+        return await self._counter.measure(self.adapter_for(spec.name), request, spec.context_tokens)
 
     async def aclose(self) -> None:
         for adapter in self._adapters.values():

@@ -22,6 +22,7 @@ import httpx
 from kisystem.errors import (
     BackendError,
     BackendResponseError,
+    BackendSilent,
     BackendTimeout,
     BackendUnreachable,
     ModelNotFound,
@@ -55,6 +56,8 @@ class RetryPolicy:
             return False
         if isinstance(err, BackendUnreachable):
             return True
+        if isinstance(err, BackendSilent):
+            return False
         if isinstance(err, BackendTimeout):
             return err.before_first_token
         if isinstance(err, BackendResponseError):
@@ -212,6 +215,19 @@ class HttpBackend:
 
         return await self._call(once, path, "", timeouts, progress)
 
+    async def post_json(self, path: str, body: dict[str, Any], timeouts: Timeouts) -> Any:
+        """POST ``body`` and decode the JSON answer, with retries and the total budget."""
+        progress = _Progress()
+
+        async def once() -> Any:
+            with self._translate(path, "", timeouts, progress):
+                response = await self.client.post(path, json=body, timeout=httpx_timeout(timeouts))
+                if response.status_code >= 400:
+                    raise self._status_error(response, path, "")
+                return loads_line(response.text, self.where(path))
+
+        return await self._call(once, path, "", timeouts, progress)
+
     async def stream(
         self,
         path: str,
@@ -227,12 +243,13 @@ class HttpBackend:
 
         async def once() -> StreamResult:
             with self._translate(path, model, timeouts, progress):
-                request = self.client.build_request("POST", path, json=body, timeout=httpx_timeout(timeouts))
-                response = await self.client.send(request, stream=True)
-                try:
-                    await self._read_stream(response, path, model, parse_line, progress, on_text)
-                finally:
-                    await response.aclose()
+                async with _FirstTokenBudget(timeouts.first_token, self.where(path, model)) as first:
+                    request = self.client.build_request("POST", path, json=body, timeout=httpx_timeout(timeouts))
+                    response = await self.client.send(request, stream=True)
+                    try:
+                        await self._read_stream(response, path, model, parse_line, progress, on_text, first)
+                    finally:
+                        await response.aclose()
             return progress.result()
 
         return await self._call(once, path, model, timeouts, progress)
@@ -245,6 +262,7 @@ class HttpBackend:
         parse_line: LineParser,
         progress: _Progress,
         on_text: OnText | None,
+        first: asyncio.Timeout,
     ) -> None:
         if response.status_code >= 400:
             await response.aread()
@@ -252,6 +270,8 @@ class HttpBackend:
         async for line in response.aiter_lines():
             if line.strip():
                 progress.add(parse_line(line), on_text)
+                if progress.streamed and first.when() is not None:
+                    first.reschedule(None)  # the budget covers the first token only
 
     async def _call(
         self,
@@ -332,6 +352,29 @@ class _Translate:
         if isinstance(exc, httpx.TransportError) and not self.progress.streamed:
             return BackendUnreachable(f"{where}: connection failed ({exc or type(exc).__name__})")
         return BackendResponseError(f"{where}: {type(exc).__name__} ({phase}): {exc}")
+
+
+class _FirstTokenBudget:
+    """``asyncio.timeout(seconds)`` that becomes BackendSilent when it is the one that expired
+    (the total budget outside it keeps its own wording)."""
+
+    def __init__(self, seconds: float | None, where: str) -> None:
+        self.seconds = seconds
+        self.where = where
+        self._timeout = asyncio.timeout(seconds)
+
+    async def __aenter__(self) -> asyncio.Timeout:
+        return await self._timeout.__aenter__()
+
+    async def __aexit__(self, exc_type, exc, tb) -> bool | None:
+        try:
+            return await self._timeout.__aexit__(exc_type, exc, tb)
+        except TimeoutError as err:
+            if not self._timeout.expired():
+                raise
+            raise BackendSilent(
+                f"{self.where}: no first token within {self.seconds:.1f} s (config first_token_timeout_s plus "
+                "the prompt's reading time); the backend took the request but sent nothing") from err
 
 
 def _last(progress: _Progress) -> str:

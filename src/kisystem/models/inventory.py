@@ -16,6 +16,7 @@ from typing import Any, Callable, TypeVar
 
 from kisystem.errors import UsageError
 from kisystem.models.base import Endpoint, Mode
+from kisystem.models.catalog import CATALOG
 
 T = TypeVar("T")
 
@@ -38,6 +39,7 @@ class ModelSpec:
     mode: Mode = "chat"
     embedded: str | None = None  # name in the embedded catalog, when kisystem serves it
     stoploss: int | None = None  # failed tries before escalating from this model (else the config's)
+    context_tokens: int | None = None  # prompt plus answer must fit; None: unknown, not checked
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,18 @@ def _model(raw: dict[str, Any]) -> ModelSpec:
         raise ValueError(f"{raw.get('name')!r}: mode {mode!r} not one of {', '.join(_MODES)}")
     return ModelSpec(name=str(raw["name"]), rank=int(raw["rank"]), role=str(raw.get("role", "")),
                      timeout_s=float(raw["timeout_s"]), endpoint=str(raw["endpoint"]), mode=mode,
-                     embedded=raw.get("embedded"), stoploss=_stoploss(raw))
+                     embedded=raw.get("embedded"), stoploss=_stoploss(raw), context_tokens=_context(raw))
+
+
+def _context(raw: dict[str, Any]) -> int | None:
+    """The inventory's ``context_tokens``, else the catalog's n_ctx for an embedded model."""
+    value = raw.get("context_tokens")
+    if value is None and raw.get("embedded"):
+        model = CATALOG.get(raw["embedded"])
+        return model.n_ctx if model else None
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 256):
+        raise ValueError(f"{raw.get('name')!r}: context_tokens {value!r} is not an integer >= 256")
+    return value
 
 
 def _stoploss(raw: dict[str, Any]) -> int | None:

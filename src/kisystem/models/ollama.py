@@ -44,6 +44,10 @@ class OllamaAdapter:
         data = await self._http.get_json("/api/version", timeouts)
         return str(data.get("version", ""))
 
+    async def count_tokens(self, text: str) -> int | None:
+        """Ollama has no tokenize endpoint: the caller estimates."""
+        return None
+
     async def aclose(self) -> None:
         await self._http.aclose()
 

@@ -36,6 +36,19 @@ class OpenAICompatAdapter:
         data = await self._http.get_json("/v1/models", timeouts)
         return [m["id"] for m in data.get("data", [])]
 
+    async def count_tokens(self, text: str, timeouts: Timeouts = INFO_TIMEOUTS) -> int | None:
+        """Tokens of ``text`` by the server's own tokenizer (llama.cpp and vLLM ``/tokenize``);
+        None when the server has no such endpoint."""
+        try:
+            data = await self._http.post_json("/tokenize", {"content": text}, timeouts)
+        except BackendResponseError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        if isinstance(data.get("count"), int):  # vLLM
+            return data["count"]
+        return len(data["tokens"]) if isinstance(data.get("tokens"), list) else None  # llama.cpp
+
     async def aclose(self) -> None:
         await self._http.aclose()
 
