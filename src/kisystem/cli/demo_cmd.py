@@ -15,10 +15,11 @@ from collections import Counter, defaultdict
 from dataclasses import replace
 
 import click
-from rich.table import Table
+from rich.text import Text
 
 from kisystem.cli.context import AppContext, pass_app
-from kisystem.cli.live import LiveView
+from kisystem.cli.layout import FittedTable, Layout
+from kisystem.cli.live import LiveView, model_sizes
 from kisystem.cli.run_cmd import results_table
 from kisystem.cli.tasks_cmd import parse_range
 from kisystem.loop.humaneval import PROBLEM_COUNT, import_humaneval
@@ -36,6 +37,9 @@ from kisystem.taskpack import pack_task
 DEMO_RANGE = "0:5"
 # Two tasks of one domain, apart in the list: the first one's measured time re-ranks the second.
 DEMO_PACK = ("pack.fir-filter", "pack.biquad-cascade")
+PER_MODEL_HEADERS = ("model", "attempts", "gen. time", "solved", "escalations")
+PER_MODEL_CAPTION = ("attempts: iterations on the model; solved: tasks it solved; "
+                     "escalations: model changes before those tasks were solved")
 PACK_ITERATIONS = 2  # enough to show a build, a judged test and a timing within the demo's minutes
 
 
@@ -77,14 +81,14 @@ def interleave(humaneval: list[TaskSpec], pack: list[TaskSpec]) -> list[TaskSpec
 
 async def _run(app: AppContext, inventory: Inventory, tasks: list[TaskSpec]) -> tuple[list[TaskResult], list[str]]:
     learned: list[str] = []
-    with LiveView(app.err_console) as view:
+    with LiveView(app.err_console, model_sizes(inventory)) as view:
         def on_event(event: LoopEvent) -> None:
             view(event)
             if event.kind == "bias":
                 learned.append(f"{event.task} started on {event.model} instead of {event.data['replaces']} "
                                f"({event.data['policy']} routing, from the recorded runs)")
 
-        async with loop_session(app.config, inventory, app.paths, on_event=on_event,
+        async with loop_session(app.config, inventory, app.paths, on_event=on_event, on_fleet=view.fleet,
                                 warn=lambda msg: app.err_console.print(f"[yellow]warning: {msg}[/yellow]")) as sup:
             results, pending = [], list(tasks)
             while pending:
@@ -117,7 +121,7 @@ def _why(ordering: Ordering, eta: EtaEstimator, c: Candidate) -> str:
             f"({estimate.source}, {estimate.runs} runs)")
 
 
-def per_model_table(results: list[TaskResult]) -> Table:
+def per_model_table(results: list[TaskResult]) -> FittedTable:
     attempts: Counter[str] = Counter()
     seconds: dict[str, float] = defaultdict(float)
     solved: Counter[str] = Counter()
@@ -129,10 +133,6 @@ def per_model_table(results: list[TaskResult]) -> Table:
         if r.solved:
             solved[r.model] += 1
             escalations[r.model] += len(r.models_tried) - 1
-    table = Table(title="per model")
-    for col in ("model", "attempts", "generation time", "tasks solved", "escalations before solving"):
-        table.add_column(col)
-    for model in attempts:
-        table.add_row(model, str(attempts[model]), f"{seconds[model]:.1f} s", str(solved[model]),
-                      str(escalations[model]))
-    return table
+    rows = [(Text(model), str(attempts[model]), f"{seconds[model]:.1f} s", str(solved[model]), str(escalations[model]))
+            for model in attempts]  # fmt: skip
+    return FittedTable("per model", [Layout(PER_MODEL_HEADERS, rows)], caption=PER_MODEL_CAPTION)

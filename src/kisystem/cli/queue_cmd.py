@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import asdict
 from pathlib import Path
@@ -19,10 +19,13 @@ import click
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.text import Text
 
 from kisystem.cli.context import AppContext, pass_app
+from kisystem.cli.layout import FittedTable, Layout
+from kisystem.cli.live import FleetProgress, IterationLines, PriorityNotes, model_sizes
 from kisystem.cli.run_cmd import judged_label
+from kisystem.loop.supervisor import LoopEvent
 from kisystem.loop.taskspec import expand_task_paths, load_task
 from kisystem.store.migrations import QUEUE_STATES
 from kisystem.store.queue import ACTIVE_STATES, FINAL_STATES, QueueStore, QueueTask
@@ -101,8 +104,8 @@ async def _run(app: AppContext, settings: Any) -> Any:
 
     warn = lambda msg: app.err_console.print(f"[yellow]warning: {msg}[/yellow]")  # noqa: E731
     loaded: set[str] = set()
-    with open_queue(app) as queue, QueueView(app.err_console, _pending(queue)) as view:
-        async with loop_session(app.config, app.inventory, app.paths, warn=warn) as base:
+    with open_queue(app) as queue, QueueView(app.err_console, _pending(queue), model_sizes(app.inventory)) as view:
+        async with loop_session(app.config, app.inventory, app.paths, warn=warn, on_fleet=view.fleet) as base:
             watcher = asyncio.create_task(_watch(app, base.generator, loaded, watch_loaded))
             runner = QueueRunner(queue, base.store, derive_supervisor(base), base.generator,
                                  lambda: learned_ordering(base.store, app.config, app.inventory, lambda: loaded),
@@ -176,27 +179,28 @@ def _print_status(app: AppContext, counts: dict[str, int], tasks: list[QueueTask
         app.console.print(_task_table(f"finished (last {len(shown)} of {len(finished)})", shown, judges))
 
 
-def _task_table(title: str, tasks: list[QueueTask], judges: dict[int, str] | None = None) -> Table:
-    table = Table(title=title)
-    for col in ("id", "task", "domain", "state", "attempts", "outcome", "score", "judged by", "note"):
-        table.add_column(col)
+TASK_HEADERS = ("id", "task", "domain", "state", "attempts", "outcome", "score", "judged by", "note")
+NEXT_HEADERS = ("id", "task", "domain", "model", "PriorityScore", "ETA", "PriorityEff")
+VIEW_HEADERS = ("id", "task", "state", "step")
+NEXT_CAPTION = "PriorityEff = PriorityScore / ETA; within 10 % a loaded model goes first"
+ID_AND_TASK = (0, 1)  # what names a row: kept whole on one line however narrow the console
+
+
+def _task_table(title: str, tasks: list[QueueTask], judges: dict[int, str] | None = None) -> FittedTable:
+    rows = []
     for t in tasks:
         score = "" if t.score is None else f"{t.score:.0f}"
         judged = judged_label(judges[t.id]) if judges and t.id in judges else ""
-        table.add_row(str(t.id), t.task, t.domain, t.state, f"{t.attempts}/{t.max_attempts}", t.outcome or "",
-                      score, judged, t.note or "")  # fmt: skip
-    return table
+        rows.append((f"#{t.id}", Text(t.task), t.domain, t.state, f"{t.attempts}/{t.max_attempts}", t.outcome or "",
+                     score, judged, Text(t.note or "")))  # fmt: skip
+    return FittedTable(title, [Layout(TASK_HEADERS, rows)], key=ID_AND_TASK)
 
 
-def _next_table(upcoming: list[dict[str, Any]], by_id: dict[int, QueueTask], total: int) -> Table:
-    table = Table(title=f"next (first {len(upcoming)} of {total} queued)",
-                  caption="PriorityEff = PriorityScore / ETA; within 10 % a loaded model goes first")
-    for col in ("id", "task", "domain", "model", "PriorityScore", "ETA", "PriorityEff"):
-        table.add_column(col)
-    for u in upcoming:
-        table.add_row(str(u["id"]), by_id[u["id"]].task, u["domain"], u["model"] or "-",
-                      f"{u['priority_score']:.1f}", f"{u['eta_s']:.0f} s", f"{u['priority_eff']:.3f}")  # fmt: skip
-    return table
+def _next_table(upcoming: list[dict[str, Any]], by_id: dict[int, QueueTask], total: int) -> FittedTable:
+    rows = [(f"#{u['id']}", Text(by_id[u["id"]].task), u["domain"], u["model"] or "-", f"{u['priority_score']:.1f}",
+             f"{u['eta_s']:.0f} s", f"{u['priority_eff']:.3f}") for u in upcoming]  # fmt: skip
+    return FittedTable(f"next (first {len(upcoming)} of {total} queued)", [Layout(NEXT_HEADERS, rows)],
+                       key=ID_AND_TASK, caption=NEXT_CAPTION)
 
 
 @queue_group.command("cancel")
@@ -222,8 +226,11 @@ def retry(app: AppContext, task_id: int) -> None:
 class QueueView:
     """Per-task state on a terminal (a live table and a progress bar); plain lines otherwise."""
 
-    def __init__(self, console: Console, total: int) -> None:
+    def __init__(self, console: Console, total: int, sizes: Mapping[str, int] | None = None) -> None:
         self.console = console
+        self.lines = IterationLines()
+        self.fleet = FleetProgress(console, sizes or {})
+        self.priorities = PriorityNotes()
         self.rows: dict[int, tuple[str, str, str]] = {}  # id -> (task, state, detail)
         self.progress = Progress(TextColumn("queue"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                                  console=console)  # fmt: skip
@@ -242,6 +249,7 @@ class QueueView:
             self.live.stop()
 
     def __call__(self, event: Any) -> None:
+        self._loop_lines(event.data.get("loop"))
         task = event.task or self.rows.get(event.id, ("?", "", ""))[0]
         changed = self.rows.get(event.id, ("", "", ""))[1] != event.state
         self.rows[event.id] = (task, event.state, event.detail)
@@ -255,15 +263,19 @@ class QueueView:
             note = f" · {event.detail}" if event.detail else ""
             self.console.print(f"#{event.id} {task}: {event.state}{note}", markup=False, highlight=False)
 
+    def _loop_lines(self, loop: LoopEvent | None) -> None:
+        """A line per finished iteration of any task, and what a priority domain means, once."""
+        if loop is None:
+            return
+        for line in self.lines.feed(loop) + self.priorities.feed(loop):
+            self.console.print(line, markup=False, highlight=False)
+
     def _render(self) -> Group:
-        table = Table(expand=False)
-        for col in ("id", "task", "state", "step"):
-            table.add_column(col)
         active = [(i, r) for i, r in self.rows.items() if r[1] not in FINAL_STATES]
         recent = [(i, r) for i, r in self.rows.items() if r[1] in FINAL_STATES][-5:]
-        for task_id, (task, state, detail) in [*active, *recent]:
-            table.add_row(str(task_id), task, _styled(state), detail)
-        return Group(self.progress, table)
+        rows = [(f"#{task_id}", Text(task), _styled(state), Text(detail))
+                for task_id, (task, state, detail) in [*active, *recent]]  # fmt: skip
+        return Group(self.progress, FittedTable(None, [Layout(VIEW_HEADERS, rows)], key=ID_AND_TASK))
 
 
 def _styled(state: str) -> str:

@@ -6,12 +6,14 @@ import asyncio
 import json
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Callable
 
 import click
-from rich.table import Table
+from rich.text import Text
 
 from kisystem.cli.context import AppContext, pass_app
-from kisystem.cli.live import LiveView
+from kisystem.cli.layout import FittedTable, Layout
+from kisystem.cli.live import LiveView, model_sizes
 from kisystem.config import OptimizationConfig
 from kisystem.loop.session import loop_session
 from kisystem.loop.supervisor import TaskResult
@@ -47,20 +49,31 @@ def run(app: AppContext, paths: tuple[Path, ...], model: str | None, as_json: bo
 
 async def _run_all(app: AppContext, config: OptimizationConfig, tasks: list[TaskSpec],
                    model: str | None) -> list[TaskResult]:
-    with LiveView(app.err_console) as view:
-        async with loop_session(config, app.inventory, app.paths, on_event=view,
+    with LiveView(app.err_console, model_sizes(app.inventory)) as view:
+        async with loop_session(config, app.inventory, app.paths, on_event=view, on_fleet=view.fleet,
                                 warn=lambda msg: app.err_console.print(f"[yellow]warning: {msg}[/yellow]")) as sup:
             return [await sup.run_task(task, start_model=model) for task in tasks]
 
 
-def results_table(results: list[TaskResult]) -> Table:
-    table = Table(title="results")
-    for col in ("task", "outcome", "score", "judged by", "iterations", "models tried", "tokens", "time"):
-        table.add_column(col)
-    for r in results:
-        table.add_row(r.task, r.outcome, f"{r.score:.0f}", judged_label(r.judged_by), str(r.iterations),
-                      " -> ".join(r.models_tried), str(r.tokens), f"{r.wall_s:.1f} s")
-    return table
+RESULT_HEADERS = ("task", "outcome", "score", "judged by", "iterations", "models tried", "tokens", "time")
+
+
+def results_table(results: list[TaskResult]) -> FittedTable:
+    """One row per task: the whole model chain where it fits, else its length and last model; in a
+    console too narrow for either table, one record per task (task ids are never cut)."""
+    def rows(models: Callable[[tuple[str, ...]], str]) -> list[tuple[Text | str, ...]]:
+        return [(Text(r.task), r.outcome, f"{r.score:.0f}", judged_label(r.judged_by), str(r.iterations),
+                 models(r.models_tried), str(r.tokens), f"{r.wall_s:.1f} s") for r in results]  # fmt: skip
+
+    layouts = [Layout(RESULT_HEADERS, rows(" -> ".join)), Layout(RESULT_HEADERS, rows(models_short))]
+    return FittedTable("results", layouts)
+
+
+def models_short(tried: tuple[str, ...]) -> str:
+    """'qwen2.5-coder-1.5b' for one model, '3, last qwen2.5-coder-1.5b' for a chain."""
+    if len(tried) <= 1:
+        return "".join(tried)
+    return f"{len(tried)}, last {tried[-1]}"
 
 
 def judged_label(judged_by: str) -> str:
