@@ -179,13 +179,14 @@ def test_sigterm_and_sighup_end_a_run_recorded_as_interrupted(tmp_path, httpserv
     assert proc.returncode == code and "Traceback" not in stderr, stderr
     assert f"terminated by {sig.name}" in stderr
     assert _outcomes(home) == [("interrupted",)]
+    assert _outcomes(home, "reason") == [(f"terminated by {sig.name}",)]
 
 
-def _outcomes(home: Path) -> list[tuple[str]]:
+def _outcomes(home: Path, column: str = "outcome") -> list[tuple[str]]:
     import sqlite3
 
     try:
         with contextlib.closing(sqlite3.connect(home / "learning.db")) as db:
-            return db.execute("SELECT outcome FROM runs").fetchall()
+            return db.execute(f"SELECT {column} FROM runs").fetchall()
     except sqlite3.Error:  # not created yet
         return []

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from kisystem import __version__
+from kisystem import __version__, interrupts
 from kisystem.cli.context import AppContext
 from kisystem.errors import ConfigError, KisystemError, describe_os_error
 from kisystem.paths import CONFIG_ENV, DB_ENV, DEBUG_ENV, HOME_ENV, Paths
@@ -79,6 +79,7 @@ class Terminated(KeyboardInterrupt):
 
 
 def _terminate(signum: int, frame: object) -> None:
+    interrupts.note(f"terminated by {signal.Signals(signum).name}")
     raise Terminated(signum)
 
 

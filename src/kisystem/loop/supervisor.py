@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
+from kisystem import interrupts
 from kisystem.config import OptimizationConfig
 from kisystem.errors import (
     BackendCooledDown,
@@ -143,7 +144,8 @@ class Supervisor:
             async with self.attempts.task_run(task, run_id):
                 outcome, reason, iterations = await self._iterate(task, run_id, router, tally)
         except (asyncio.CancelledError, KeyboardInterrupt) as err:  # Ctrl-C, SIGTERM, SIGHUP, a cancelled worker
-            outcome, reason = "interrupted", "cancelled" if isinstance(err, asyncio.CancelledError) else "signal"
+            outcome, reason = "interrupted", interrupts.reason(
+                "cancelled (Ctrl-C, or its caller stopped)" if isinstance(err, asyncio.CancelledError) else "Ctrl-C")
             raise
         except Exception as err:  # recorded, then re-raised: a crash loses no data
             reason = f"{type(err).__name__}: {err}"
