@@ -286,3 +286,17 @@ async def test_a_backend_down_for_every_model_is_an_error_not_a_hopeless_task(tm
         await sup.run_task(task)
     (row,) = store.recent_runs()
     assert row.outcome == "error" and "cannot connect" in row.reason
+
+
+def test_priority_domains_are_named_only_when_the_record_has_more_domains_than_the_top():
+    from kisystem.loop.session import _top_domains
+
+    class Meta:
+        def __init__(self, domains):
+            self.domains = domains
+
+        def next_priorities(self, top_n):
+            return [(d, 1.0) for d in self.domains][:top_n]
+
+    assert _top_domains(Meta(["a", "b", "c"]), 3) == []  # every domain is "top 3": nothing to say
+    assert _top_domains(Meta(["a", "b", "c", "d"]), 3) == ["a", "b", "c"]

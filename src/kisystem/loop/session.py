@@ -69,6 +69,13 @@ def _reviver(fleet: EmbeddedFleet | None, warn: Callable[[str], None]) -> Revive
     return revive
 
 
+def _top_domains(meta: MetaSupervisor, top: int) -> list[str]:
+    """The ``top`` domains by P(d), or none while the record has no more domains than that
+    (every domain would be "top", which says nothing)."""
+    ranked = meta.next_priorities(top + 1)
+    return [domain for domain, _ in ranked[:top]] if len(ranked) > top else []
+
+
 def _base(name: str) -> str:
     """Ollama lists 'phi4:latest' where an inventory may say 'phi4'."""
     return name if ":" in name else f"{name}:latest"
@@ -96,7 +103,7 @@ async def loop_session(config: OptimizationConfig, inventory: Inventory, paths: 
         meta = MetaSupervisor(store, config)
         routing = dict(policy=make_policy(config, store, inventory),
                        floor=HybridFloor(HybridDecision(meta, config.hybrid_decision_weights)),
-                       hot_domains=lambda: [domain for domain, _ in meta.next_priorities(3)])
+                       hot_domains=lambda: _top_domains(meta, 3))
         gate = GenerationGate.for_paths(paths, config.max_concurrent_generations)
         async with ModelClient(inventory, gate=gate, first_token_timeout_s=config.first_token_timeout_s) as client:
             generator = ResilientClient(client, cooldown_s=config.backend_cooldown_s,
