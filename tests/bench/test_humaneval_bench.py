@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -115,3 +116,40 @@ def test_a_cached_verdict_is_not_reused_once_the_judging_code_changed(tmp_path, 
     monkeypatch.setattr(cache_module, "judging_version", lambda: "changed")
     assert cache.attempt(task, request) is None
     cache.close()
+
+
+def _piece(start: int, stop: int, solved: list[str], ladder=("a", "b")) -> dict:
+    arms = [{"arm": "loop", "solved": len(solved), "problems": stop - start, "attempts": 2 * (stop - start),
+             "tokens": 100, "model_s": 10.0, "wall_s": 12.0, "solved_ids": solved, "solved_per_model_minute": 1.0}]
+    return {"range": [start, stop], "ladder": list(ladder), "arms": arms}
+
+
+def test_pieces_merge_into_one_sum_and_must_join_up():
+    from kisystem.bench.humaneval import merge_pieces
+    from kisystem.errors import UsageError
+
+    merged = merge_pieces([_piece(122, 164, ["HumanEval_130"]), _piece(80, 122, ["HumanEval_80", "HumanEval_81"])])
+    assert merged["range"] == [80, 164] and merged["pieces"] == [[80, 122], [122, 164]]
+    (loop,) = merged["arms"]
+    assert (loop["solved"], loop["problems"], loop["attempts"], loop["model_s"]) == (3, 84, 168, 20.0)
+    assert loop["solved_ids"] == ["HumanEval_80", "HumanEval_81", "HumanEval_130"]
+    with pytest.raises(UsageError, match="do not join up"):
+        merge_pieces([_piece(80, 120, []), _piece(122, 164, [])])
+    with pytest.raises(UsageError, match="different ladders"):
+        merge_pieces([_piece(80, 122, []), _piece(122, 164, [], ladder=("a",))])
+
+
+def test_humaneval_merge_command_prints_and_writes_the_sum(tmp_path):
+    from click.testing import CliRunner
+
+    from kisystem.cli import main as cli_main
+
+    cli_main._register_commands()
+    a, b = tmp_path / "humaneval-80-122.json", tmp_path / "humaneval-122-164.json"
+    a.write_text(json.dumps(_piece(80, 122, ["HumanEval_80"])))
+    b.write_text(json.dumps(_piece(122, 164, ["HumanEval_150"])))
+    result = CliRunner().invoke(cli_main.cli, ["--home", str(tmp_path / "home"), "bench", "humaneval-merge",
+                                               str(a), str(b)])
+    assert result.exit_code == 0, result.output
+    assert "HumanEval 80:164" in result.output and "2/84" in result.output
+    assert json.loads((tmp_path / "humaneval-80-164.json").read_text())["arms"][0]["solved"] == 2

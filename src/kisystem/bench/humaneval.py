@@ -26,6 +26,7 @@ from pathlib import Path
 from kisystem.bench.cache import shared_cache
 from kisystem.bench.sampling import judged_sample
 from kisystem.config import OptimizationConfig
+from kisystem.errors import UsageError
 from kisystem.loop.attempt import Attempt
 from kisystem.loop.humaneval import humaneval_spec, read_humaneval
 from kisystem.loop.session import loop_session
@@ -86,6 +87,35 @@ class ArmTotals:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "solved_per_model_minute": round(self.solved_per_model_minute, 3)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ArmTotals:
+        return cls(**{f: data[f] for f in ("arm", "solved", "problems", "attempts", "tokens", "model_s", "wall_s",
+                                           "solved_ids")})
+
+    def plus(self, other: ArmTotals) -> ArmTotals:
+        return ArmTotals(self.arm, self.solved + other.solved, self.problems + other.problems,
+                         self.attempts + other.attempts, self.tokens + other.tokens, self.model_s + other.model_s,
+                         self.wall_s + other.wall_s, self.solved_ids + other.solved_ids)
+
+
+def merge_pieces(pieces: Sequence[dict]) -> dict:
+    """One result from the result files of contiguous ranges run in separate sittings, each
+    from an empty record; the arms' totals are summed.  UsageError when the pieces do not
+    join up or were run with different ladders."""
+    pieces = sorted(pieces, key=lambda p: p["range"][0])
+    for before, after in zip(pieces, pieces[1:]):
+        if before["range"][1] != after["range"][0]:
+            raise UsageError(f"ranges {before['range']} and {after['range']} do not join up (allowed: A:B, B:C, ...)")
+        if before["ladder"] != after["ladder"]:
+            raise UsageError(f"ranges {before['range']} and {after['range']} were run with different ladders")
+    arms: dict[str, ArmTotals] = {}
+    for piece in pieces:
+        for data in piece["arms"]:
+            totals = ArmTotals.from_dict(data)
+            arms[totals.arm] = arms[totals.arm].plus(totals) if totals.arm in arms else totals
+    return {"range": [pieces[0]["range"][0], pieces[-1]["range"][1]], "ladder": pieces[0]["ladder"],
+            "pieces": [p["range"] for p in pieces], "arms": [a.to_dict() for a in arms.values()]}
 
 
 def humaneval_tasks(start: int, stop: int) -> list[TaskSpec]:

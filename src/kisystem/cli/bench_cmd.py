@@ -12,10 +12,11 @@ import click
 from rich.table import Table
 
 from kisystem.bench.cache import answers_path
-from kisystem.bench.humaneval import humaneval_tasks
+from kisystem.bench.humaneval import ArmTotals, humaneval_tasks, merge_pieces
 from kisystem.cli.bench_taskpack_cmd import taskpack
 from kisystem.cli.context import AppContext, pass_app
 from kisystem.cli.tasks_cmd import parse_range
+from kisystem.errors import UsageError
 from kisystem.loop.humaneval import PROBLEM_COUNT
 from kisystem.loop.taskspec import TaskSpec
 
@@ -38,8 +39,10 @@ def bench_group() -> None:
 def humaneval(app: AppContext, span: str, cache_file: Path | None, out_file: Path | None) -> None:
     """The loop against single shot and compute-matched resampling on HumanEval problems.
 
-    Every answer and judged attempt is cached: an interrupted run resumes, and ranges
-    run in pieces (--range 80:122, then 122:164) merge when the whole range is run.
+    Every answer and judged attempt is cached: an interrupted run resumes where it
+    stopped.  A long range can be run in pieces in separate sittings (--range 80:122,
+    then 122:164), each starting from an empty record, and summed with
+    `kisystem bench humaneval-merge`.
     """
     from kisystem.bench.humaneval import HumanEvalBench
 
@@ -72,6 +75,28 @@ def humaneval(app: AppContext, span: str, cache_file: Path | None, out_file: Pat
                                "config": app.config.to_dict(),
                                "arms": [t.to_dict() for t in totals.values()]}, indent=1))
     app.console.print(f"results: {out}\ncache: {cache_file}")
+
+
+@bench_group.command("humaneval-merge")
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Merged results JSON [default: humaneval-A-C.json next to the first file].")
+@pass_app
+def humaneval_merge(app: AppContext, results: tuple[Path, ...], out_file: Path | None) -> None:
+    """Sum the results of `bench humaneval` pieces (contiguous ranges, one ladder) into one table."""
+    pieces = []
+    for path in results:
+        try:
+            pieces.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as err:
+            raise UsageError(f"{path}: not a bench humaneval result ({err})") from err
+    merged = merge_pieces(pieces)
+    start, stop = merged["range"]
+    arms = [ArmTotals.from_dict(a) for a in merged["arms"]]
+    app.console.print(humaneval_table(arms, f"HumanEval {start}:{stop} (pieces {merged['pieces']})"))
+    out = out_file or results[0].with_name(f"humaneval-{start}-{stop}.json")
+    out.write_text(json.dumps(merged, indent=1))
+    app.console.print(f"results: {out}")
 
 
 CACHED_PROBLEM_S = 5.0  # a problem answered from the cache takes about a second of judging
