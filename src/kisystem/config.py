@@ -152,6 +152,18 @@ class Timeouts(_Section):
 
 
 @dataclass(frozen=True)
+class FeedbackSettings(_Section):
+    """Pattern detection of the feedback loop (seed C: frequency >= 3, confidence >= 0.6,
+    a 7-day window); the quality and performance levels below which scores count as low."""
+
+    pattern_min_frequency: int = _int(3, 1, 1000)
+    pattern_min_confidence: float = _float(0.6)
+    pattern_lookback_days: int = _int(7, 1, 365)
+    quality_threshold: float = _float(0.8)
+    performance_threshold: float = _float(0.5)
+
+
+@dataclass(frozen=True)
 class OptimizationConfig:
     max_optimization_iterations: int = _int(10, 1, 50)
     target_score: int = _int(80, 0, 100)
@@ -190,6 +202,8 @@ class OptimizationConfig:
     # backend_cooldown_s seconds (0: never); tasks move on along their chains meanwhile.
     backend_failures_before_cooldown: int = _int(2, 1, 20)
     backend_cooldown_s: int = _int(60, 0, 3600)
+    # The feedback loop's pattern thresholds (kisystem feedback patterns / learnings).
+    feedback: FeedbackSettings = _section(FeedbackSettings)
 
     @classmethod
     def load(cls, path: str | Path) -> OptimizationConfig:

@@ -21,6 +21,12 @@ QUEUE_TABLES = {"queue_tasks", "queue_legal", "queue_transitions", "queue_runs",
 QUEUE_INDEXES = {"idx_queue_claim", "idx_queue_lease", "idx_queue_transitions_task", "idx_queue_runs_open"}
 QUEUE_TRIGGERS = {"queue_tasks_insert_queued", "queue_tasks_legal", "queue_tasks_log_insert", "queue_tasks_log_update",
                   "queue_transitions_no_update", "queue_transitions_no_delete"}
+FEEDBACK_TABLES = {"feedback_entries", "feedback_aggregates", "feedback_patterns", "feedback_learnings"}
+FEEDBACK_INDEXES = {"idx_feedback_agent_ts", "idx_feedback_ts", "idx_feedback_operation", "idx_feedback_learnings_lookup"}
+FEEDBACK_TRIGGERS = {"feedback_entries_no_update", "feedback_entries_no_delete"}
+OPTIMIZATION_TABLES = {"optimization_plans", "config_versions", "config_activations", "optimization_results"}
+OPTIMIZATION_INDEXES = {"idx_config_versions_one_active", "idx_optimization_plans_agent",
+                        "idx_optimization_results_plan"}
 
 
 def _names(conn: sqlite3.Connection, kind: str) -> set[str]:
@@ -34,12 +40,14 @@ def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
 
 def test_blank_database_gets_full_schema(tmp_path: Path) -> None:
     with LearningStore.open(tmp_path / "learning.db") as store:
-        assert store.schema_version() == LATEST_VERSION == 6
+        assert store.schema_version() == LATEST_VERSION == 8
     conn = sqlite3.connect(tmp_path / "learning.db")
-    assert _names(conn, "table") == {"runs", "run_events", "domain_agg", "domain_model_agg", *QUEUE_TABLES}
+    assert _names(conn, "table") == {"runs", "run_events", "domain_agg", "domain_model_agg", *QUEUE_TABLES,
+                                     *FEEDBACK_TABLES, *OPTIMIZATION_TABLES}
     assert _names(conn, "index") == {"idx_runs_domain_ts", "idx_runs_domain_model_ts", "idx_run_events_run",
-                                     "idx_runs_running", *QUEUE_INDEXES}
-    assert _names(conn, "trigger") == {"run_events_no_update", "run_events_no_delete", *QUEUE_TRIGGERS}
+                                     "idx_runs_running", *QUEUE_INDEXES, *FEEDBACK_INDEXES, *OPTIMIZATION_INDEXES}
+    assert _names(conn, "trigger") == {"run_events_no_update", "run_events_no_delete", *QUEUE_TRIGGERS,
+                                       *FEEDBACK_TRIGGERS}
     assert _columns(conn, "runs") == SPEC_FIELDS | {"sandbox", "judge"} | OWNER_FIELDS
     assert _columns(conn, "run_events") == {"id", "run_id", "ts", "kind", "payload"}
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -84,3 +84,43 @@ def init(app: AppContext, force: bool) -> None:
     except OSError as err:
         raise KisystemError(f"cannot write {path}: {err.strerror or err}") from err
     click.echo(f"wrote {path}")
+
+
+@config_group.command("versions")
+@click.option("--json", "as_json", is_flag=True, help="Print the versions as JSON.")
+@pass_app
+def versions(app: AppContext, as_json: bool) -> None:
+    """Configuration versions made by optimization plans; version 0 is the shipped configuration."""
+    from kisystem.cli.optimize_cmd import optimization_store, version_json
+
+    with optimization_store(app, create=False) as store:
+        stored = store.versions() if store else []
+    shipped_active = not any(v.active for v in stored)
+    if as_json:
+        shipped = {"version": 0, "state": "shipped", "active": shipped_active, "reason": "the shipped configuration"}
+        click.echo(json.dumps([shipped, *(version_json(v) for v in stored)], indent=2))
+        return
+    click.echo(f"{'*' if shipped_active else ' '} 0  shipped  the shipped configuration")
+    for v in stored:
+        parent = f" (from {v.parent or 0})"
+        click.echo(f"{'*' if v.active else ' '} {v.id}  {v.state}  {v.created:%Y-%m-%d %H:%M}{parent}  {v.reason}")
+
+
+@config_group.command("rollback")
+@click.argument("version", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the now active version as JSON.")
+@pass_app
+def rollback(app: AppContext, version: int, as_json: bool) -> None:
+    """Make VERSION (a kept one, or 0: the shipped configuration) the active configuration again."""
+    from kisystem.cli.optimize_cmd import optimization_store, version_json
+    from kisystem.improve.versions import SHIPPED
+
+    with optimization_store(app, create=False) as store:
+        if store is None and version != SHIPPED:
+            raise UsageError(f"no configuration version {version} (versions: {SHIPPED} = shipped, none yet)")
+        active = store.rollback(version) if store else None
+    if as_json:
+        click.echo(json.dumps(version_json(active) if active else {"version": SHIPPED, "state": "shipped",
+                                                                    "active": True}, indent=2))
+    else:
+        click.echo(f"active: version {active.id}" if active else f"active: the shipped configuration ({SHIPPED})")

@@ -237,6 +237,162 @@ def _backfill_aggregates(conn: sqlite3.Connection) -> None:
     rebuild_aggregates(conn)
 
 
+# -- migration 7: the feedback loop (seed C) ---------------------------------------------
+# Scores are stored 0..1 whatever the type (a user's 1-5 rating is mapped before it is
+# written); details and context are JSON objects.  Entries are append-only, so the
+# aggregates, folded forward in the same transaction as each insert, only ever grow.
+
+FEEDBACK_TYPES: tuple[str, ...] = (
+    "success", "failure", "quality_score", "user_rating", "performance", "coverage", "security", "documentation",
+)  # fmt: skip
+FEEDBACK_SOURCES: tuple[str, ...] = ("agent", "guardian", "user", "system", "test", "flock")
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+_FEEDBACK_ENTRIES = f"""
+CREATE TABLE feedback_entries (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts           TEXT NOT NULL,
+    agent_id     TEXT NOT NULL CHECK (agent_id != ''),
+    operation_id TEXT NOT NULL CHECK (operation_id != ''),
+    type         TEXT NOT NULL CHECK (type IN ({_in(FEEDBACK_TYPES)})),
+    score        REAL NOT NULL CHECK (score BETWEEN 0 AND 1),
+    source       TEXT NOT NULL CHECK (source IN ({_in(FEEDBACK_SOURCES)})),
+    details      TEXT NOT NULL DEFAULT '{{}}',
+    context      TEXT NOT NULL DEFAULT '{{}}'
+)
+"""
+
+_FEEDBACK_AGGREGATES = """
+CREATE TABLE feedback_aggregates (
+    agent_id   TEXT NOT NULL,
+    type       TEXT NOT NULL,
+    count      INTEGER NOT NULL DEFAULT 0,
+    score_sum  REAL NOT NULL DEFAULT 0,
+    min_score  REAL,
+    max_score  REAL,
+    last_score REAL,
+    last_ts    TEXT,
+    PRIMARY KEY (agent_id, type)
+) WITHOUT ROWID
+"""
+
+_FEEDBACK_PATTERNS = """
+CREATE TABLE feedback_patterns (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent_id     TEXT NOT NULL,
+    pattern_type TEXT NOT NULL CHECK (pattern_type IN ('failure', 'success', 'quality', 'performance', 'behavior')),
+    key          TEXT NOT NULL,
+    domain       TEXT,
+    description  TEXT NOT NULL,
+    frequency    INTEGER NOT NULL CHECK (frequency >= 0),
+    total        INTEGER NOT NULL CHECK (total >= frequency),
+    confidence   REAL NOT NULL CHECK (confidence BETWEEN 0 AND 1),
+    first_ts     TEXT NOT NULL,
+    last_ts      TEXT NOT NULL,
+    detected_ts  TEXT NOT NULL,
+    lookback_days INTEGER NOT NULL,
+    details      TEXT NOT NULL DEFAULT '{}',
+    UNIQUE (agent_id, pattern_type, key)
+)
+"""
+
+_FEEDBACK_LEARNINGS = """
+CREATE TABLE feedback_learnings (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent_id      TEXT NOT NULL,
+    learning_type TEXT NOT NULL CHECK (learning_type IN
+                    ('error_avoidance', 'positive_reinforcement', 'optimization', 'pattern_recognition',
+                     'skill_enhancement')),
+    key           TEXT NOT NULL,
+    domain        TEXT,
+    title         TEXT NOT NULL,
+    description   TEXT NOT NULL,
+    impact        REAL NOT NULL CHECK (impact BETWEEN 0 AND 1),
+    pattern_ids   TEXT NOT NULL DEFAULT '[]',
+    created_ts    TEXT NOT NULL,
+    updated_ts    TEXT NOT NULL,
+    UNIQUE (agent_id, learning_type, key)
+)
+"""
+
+_FEEDBACK_TRIGGERS = (
+    """
+    CREATE TRIGGER feedback_entries_no_update BEFORE UPDATE ON feedback_entries
+    BEGIN SELECT RAISE(ABORT, 'feedback_entries is append-only'); END
+    """,
+    """
+    CREATE TRIGGER feedback_entries_no_delete BEFORE DELETE ON feedback_entries
+    BEGIN SELECT RAISE(ABORT, 'feedback_entries is append-only'); END
+    """,
+)
+
+
+# -- migration 8: configuration versions and optimization plans (seed C, DESIGN decision 7) --
+# A version is a JSON overlay over the shipped routing/tuning configuration; at most one is
+# active (none: the shipped one).  Plans and results are kept for the history.
+
+PLAN_STATUSES: tuple[str, ...] = ("proposed", "awaiting_approval", "applied_kept", "rolled_back", "rejected")
+SEVERITIES: tuple[str, ...] = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+
+_OPTIMIZATION_PLANS = f"""
+CREATE TABLE optimization_plans (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_ts  TEXT NOT NULL,
+    updated_ts  TEXT NOT NULL,
+    agent       TEXT,
+    domain      TEXT,
+    opportunity TEXT NOT NULL,
+    severity    TEXT NOT NULL CHECK (severity IN ({_in(SEVERITIES)})),
+    strategy    TEXT NOT NULL,
+    evidence    TEXT NOT NULL DEFAULT '{{}}',
+    changes     TEXT NOT NULL DEFAULT '[]',
+    effect      TEXT NOT NULL,
+    metric      TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ({_in(PLAN_STATUSES)}))
+)
+"""
+
+_CONFIG_VERSIONS = """
+CREATE TABLE config_versions (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    parent     INTEGER REFERENCES config_versions(id),
+    created_ts TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    overlay    TEXT NOT NULL,
+    plan       INTEGER REFERENCES optimization_plans(id),
+    state      TEXT NOT NULL DEFAULT 'candidate' CHECK (state IN ('candidate', 'kept', 'rolled_back')),
+    active     INTEGER NOT NULL DEFAULT 0 CHECK (active IN (0, 1))
+)
+"""
+
+_CONFIG_ACTIVATIONS = """
+CREATE TABLE config_activations (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts      TEXT NOT NULL,
+    version INTEGER REFERENCES config_versions(id),
+    reason  TEXT NOT NULL
+)
+"""
+
+_OPTIMIZATION_RESULTS = """
+CREATE TABLE optimization_results (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    plan    INTEGER NOT NULL REFERENCES optimization_plans(id),
+    version INTEGER REFERENCES config_versions(id),
+    ts      TEXT NOT NULL,
+    kept    INTEGER NOT NULL CHECK (kept IN (0, 1)),
+    metric  TEXT NOT NULL,
+    before  TEXT NOT NULL DEFAULT '{}',
+    after   TEXT NOT NULL DEFAULT '{}',
+    detail  TEXT NOT NULL
+)
+"""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -301,6 +457,34 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE runs ADD COLUMN owner_pid INTEGER CHECK (owner_pid IS NULL OR owner_pid > 0)",
             "ALTER TABLE runs ADD COLUMN owner_started INTEGER",
             "CREATE INDEX idx_runs_running ON runs(owner_host) WHERE outcome = 'running'",
+        ),
+    ),
+    Migration(
+        7,
+        "feedback loop: append-only feedback entries, per-(agent, type) aggregates, patterns, learnings",
+        (
+            _FEEDBACK_ENTRIES,
+            _FEEDBACK_AGGREGATES,
+            _FEEDBACK_PATTERNS,
+            _FEEDBACK_LEARNINGS,
+            *_FEEDBACK_TRIGGERS,
+            "CREATE INDEX idx_feedback_agent_ts ON feedback_entries(agent_id, ts)",
+            "CREATE INDEX idx_feedback_ts ON feedback_entries(ts)",
+            "CREATE INDEX idx_feedback_operation ON feedback_entries(operation_id)",
+            "CREATE INDEX idx_feedback_learnings_lookup ON feedback_learnings(agent_id, domain, impact)",
+        ),
+    ),
+    Migration(
+        8,
+        "configuration versions (one active), optimization plans and their results, activation log",
+        (
+            _OPTIMIZATION_PLANS,
+            _CONFIG_VERSIONS,
+            _CONFIG_ACTIVATIONS,
+            _OPTIMIZATION_RESULTS,
+            "CREATE UNIQUE INDEX idx_config_versions_one_active ON config_versions(active) WHERE active = 1",
+            "CREATE INDEX idx_optimization_plans_agent ON optimization_plans(agent, id)",
+            "CREATE INDEX idx_optimization_results_plan ON optimization_results(plan, id)",
         ),
     ),
 )
