@@ -14,6 +14,9 @@ from kisystem.loop.attempt import AttemptRunner
 from kisystem.loop.phases import PhaseRunner
 from kisystem.loop.profiling import TwoTierProfiler
 from kisystem.loop.supervisor import LoopEvent, Supervisor
+from kisystem.improve.feedback import FeedbackLoop
+from kisystem.improve.recorder import FeedbackRecorder
+from kisystem.improve.versions import OptimizationStore, apply_active
 from kisystem.loop.workspace import WorkspaceKeeping
 from kisystem.models.client import ModelClient
 from kisystem.models.gate import GenerationGate
@@ -69,6 +72,17 @@ def _reviver(fleet: EmbeddedFleet | None, warn: Callable[[str], None]) -> Revive
     return revive
 
 
+def _active_configuration(config: OptimizationConfig, inventory: Inventory, db: Path,
+                          warn: Callable[[str], None]) -> tuple[OptimizationConfig, Inventory]:
+    """The routing and tuning of the configuration version auto-optimization kept, if any."""
+    with OptimizationStore.open(db) as versions:
+        active = versions.active()
+        if active is not None:
+            warn(f"configuration version {active.id} is active ({active.reason}); `kisystem config versions` "
+                 "lists the versions, `kisystem config rollback 0` restores the shipped one")
+        return apply_active(config, inventory, versions, warn)
+
+
 def _top_domains(meta: MetaSupervisor, top: int) -> list[str]:
     """The ``top`` domains by P(d), or none while the record has no more domains than that
     (every domain would be "top", which says nothing)."""
@@ -93,6 +107,7 @@ async def loop_session(config: OptimizationConfig, inventory: Inventory, paths: 
     with contextlib.ExitStack() as stack:
         store = stack.enter_context(LearningStore.open(db or paths.db))  # a bad database fails before models load
         store.close_orphaned_runs(stale_after_s=STALE_RUN_S)
+        config, inventory = _active_configuration(config, inventory, db or paths.db, warn)
         fleet = None
         if any(m.embedded for m in inventory.models.values()):
             fleet = stack.enter_context(EmbeddedFleet(inventory, paths.home, config_file=paths.config,
@@ -113,6 +128,7 @@ async def loop_session(config: OptimizationConfig, inventory: Inventory, paths: 
             keeping = WorkspaceKeeping(config.keep_workspaces, config.keep_failed_workspaces)
             attempts = AttemptRunner(phases, paths.workspaces_dir, profiler=profiler, keeping=keeping,
                                      temperatures=(config.sample_temperature, config.repair_temperature))
-            yield Supervisor(config, inventory, generator, store, attempts, on_event=on_event, available=available,
+            recorder = FeedbackRecorder(FeedbackLoop(store, config.feedback), forward=on_event)  # feeds improve/
+            yield Supervisor(config, inventory, generator, store, attempts, on_event=recorder, available=available,
                              **routing)
 
