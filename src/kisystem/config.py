@@ -202,6 +202,9 @@ class OptimizationConfig:
     # backend_cooldown_s seconds (0: never); tasks move on along their chains meanwhile.
     backend_failures_before_cooldown: int = _int(2, 1, 20)
     backend_cooldown_s: int = _int(60, 0, 3600)
+    # Static analysis of every answer's code (ruff and bandit, compiler warnings), recorded as
+    # guardian feedback (quality_score, security).
+    static_analysis: bool = _bool(True)
     # The feedback loop's pattern thresholds (kisystem feedback patterns / learnings).
     feedback: FeedbackSettings = _section(FeedbackSettings)
 

@@ -59,3 +59,4 @@ escalation = ["second"]
     with contextlib.closing(sqlite3.connect(home / "learning.db")) as db:  # the run fed the feedback loop too
         fed = db.execute("SELECT source, type FROM feedback_entries WHERE agent_id = 'second'").fetchall()
     assert ("test", "success") in fed and ("system", "success") in fed
+    assert ("guardian", "quality_score") in fed and ("guardian", "security") in fed  # the static analysis

@@ -4,21 +4,22 @@ Wire it as the Supervisor's ``on_event`` (``forward`` passes every event on, e.g
 live view).  The agent is the model; the operation is ``RUN_ID:ITERATION``; the context
 holds domain, task, run id, iteration and, for failures, the error type.
 
-===============================  ==========  ===============================================
-event                            source      feedback
-===============================  ==========  ===============================================
-``build`` not ok                 ``test``    failure (COMPILATION ..., the categorizer's
-                                             rule, signature and hint)
-``test`` ok / not ok             ``test``    success (score passed/total when judged, else
-                                             1) / failure with the error
-``score`` of an iteration        ``test`` /  failure: an answer without code or with an
-without build or test            ``system``  unsafe file name (``test``), or the backend
-                                             failed to answer (``system``)
-``profile`` with a score         ``system``  performance = the profiled score / 100
-                                             (``details.regression`` from the profiler)
-``exit`` success                 ``system``  success, score = best score / 100
-``exit`` failed / exhausted      ``system``  failure with the last iteration's error
-===============================  ==========  ===============================================
+===============================  ============  ===============================================
+event                            source        feedback
+===============================  ============  ===============================================
+``build`` not ok                 ``test``      failure (COMPILATION ..., the categorizer's
+                                               rule, signature and hint)
+``test`` ok / not ok             ``test``      success (score passed/total when judged, else
+                                               1) / failure with the error
+``score`` of an iteration        ``test`` /    failure: an answer without code or with an
+without build or test            ``system``    unsafe file name (``test``), or the backend
+                                               failed to answer (``system``)
+``profile`` with a score         ``system``    performance = the profiled score / 100
+                                               (``details.regression`` from the profiler)
+``review`` (static analysis)     ``guardian``  quality_score, and security where analysed
+``exit`` success                 ``system``    success, score = best score / 100
+``exit`` failed / exhausted      ``system``    failure with the last iteration's error
+===============================  ============  ===============================================
 
 Aborted, crashed and interrupted runs give no run outcome: they are not the model's doing
 (as for the meta-supervisor's evidence).  Recording never breaks a run: an error while
@@ -122,6 +123,15 @@ class FeedbackRecorder:
                                       min(1.0, max(0.0, score / 100.0)), details, "system",
                                       self._context(event, run))
 
+    def _review(self, event: LoopEvent) -> None:
+        run, data = self._run(event), event.data
+        details = {"findings": data.get("findings", []), "tools": data.get("tools", [])}
+        self.feedback.record_quality_score(event.model, _operation(event), data["quality"], source="guardian",
+                                           context=self._context(event, run))
+        if data.get("security") is not None:
+            self.feedback.record_feedback(event.model, _operation(event), "security", data["security"], details,
+                                          "guardian", self._context(event, run))
+
     def _exit(self, event: LoopEvent) -> None:
         run = self._runs.pop(event.run_id, None) or _Run(event.task, self._domain(event))
         outcome = event.data.get("outcome")
@@ -183,5 +193,6 @@ _HANDLERS: dict[str, Callable[[FeedbackRecorder, LoopEvent], None]] = {
     "test": FeedbackRecorder._test,
     "score": FeedbackRecorder._score,
     "profile": FeedbackRecorder._profile,
+    "review": FeedbackRecorder._review,
     "exit": FeedbackRecorder._exit,
 }

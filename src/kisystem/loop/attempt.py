@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Mapping
 
 from kisystem.errors import BackendError, BackendTimeout
 from kisystem.loop import prompts
@@ -19,6 +19,9 @@ from kisystem.loop.workspace import UnsafePathError, Workspace, WorkspaceKeeping
 from kisystem.models.base import Generation, GenerationRequest, Mode
 from kisystem.sandbox.judge.session import JudgedRun, judged_run
 
+if TYPE_CHECKING:
+    from kisystem.improve.guardian import Review
+
 CHAT_MAX_TOKENS = 400
 COMPLETION_MAX_TOKENS = 256
 
@@ -26,6 +29,7 @@ CUT_OFF_HINT = ("The answer was cut off at {tokens} tokens, before it was comple
                 "only, shorter: no copied docstring, no examples, no tests, no explanation.")
 
 Emit = Callable[..., None]
+Reviewer = Callable[[str, str], Awaitable["Review | None"]]  # (language, code) -> findings
 
 
 @dataclass(frozen=True)
@@ -86,8 +90,10 @@ class AttemptRunner:
 
     def __init__(self, phases: PhaseRunner, workspaces_root: Path, parser: PerformanceParser | None = None,
                  profiler: TwoTierProfiler | None = None, keeping: WorkspaceKeeping | None = None,
-                 temperatures: tuple[float, float] = (0.8, 0.8)) -> None:
+                 temperatures: tuple[float, float] = (0.8, 0.8), reviewer: Reviewer | None = None) -> None:
+        """``reviewer(language, code)``: static analysis of each answer's code, sent as a ``review`` event."""
         self.phases = phases
+        self.reviewer = reviewer
         self.sample_temperature, self.repair_temperature = temperatures
         self.root = workspaces_root
         self.keeping = keeping or WorkspaceKeeping()
@@ -139,6 +145,7 @@ class AttemptRunner:
             attempt.failure = NO_CODE
             emit("score", score=0.0, error="no code in the answer")
             return attempt
+        await self._review(task, attempt.code, emit)
         workspace = Workspace.create(self.root, run_id, iteration)
         try:
             workspace.write_files({**task.starter, **files})
@@ -151,6 +158,12 @@ class AttemptRunner:
         if attempt.failure and attempt.cut_off:  # the real cause, which the error would hide
             attempt.failure = replace(attempt.failure, hint=CUT_OFF_HINT.format(tokens=request.max_tokens))
         return attempt
+
+    async def _review(self, task: TaskSpec, code: str, emit: Emit) -> None:
+        review = await self.reviewer(task.language, code) if self.reviewer else None
+        if review is not None:
+            emit("review", quality=review.quality, security=review.security, findings=review.findings,
+                 tools=list(review.tools))
 
     def _files(self, task: TaskSpec, mode: Mode, request: GenerationRequest, text: str) -> dict[str, str]:
         if mode == "completion":

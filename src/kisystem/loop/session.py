@@ -14,6 +14,7 @@ from kisystem.loop.attempt import AttemptRunner
 from kisystem.loop.phases import PhaseRunner
 from kisystem.loop.profiling import TwoTierProfiler
 from kisystem.loop.supervisor import LoopEvent, Supervisor
+from kisystem.improve import guardian
 from kisystem.improve.feedback import FeedbackLoop
 from kisystem.improve.recorder import FeedbackRecorder
 from kisystem.improve.versions import OptimizationStore, apply_active
@@ -127,7 +128,8 @@ async def loop_session(config: OptimizationConfig, inventory: Inventory, paths: 
             profiler = TwoTierProfiler.from_config(phases, config)
             keeping = WorkspaceKeeping(config.keep_workspaces, config.keep_failed_workspaces)
             attempts = AttemptRunner(phases, paths.workspaces_dir, profiler=profiler, keeping=keeping,
-                                     temperatures=(config.sample_temperature, config.repair_temperature))
+                                     temperatures=(config.sample_temperature, config.repair_temperature),
+                                     reviewer=guardian.review if config.static_analysis else None)
             recorder = FeedbackRecorder(FeedbackLoop(store, config.feedback), forward=on_event)  # feeds improve/
             yield Supervisor(config, inventory, generator, store, attempts, on_event=recorder, available=available,
                              **routing)
