@@ -50,8 +50,12 @@ SPEC_DEFAULTS = {
     "backend_failures_before_cooldown": 2,
     "backend_cooldown_s": 60,
     "static_analysis": True,
+    "lessons_in_prompts": False,
     "feedback": {"pattern_min_frequency": 3, "pattern_min_confidence": 0.6, "pattern_lookback_days": 7,
                  "quality_threshold": 0.8, "performance_threshold": 0.5},
+    "health": {"lookback_days": 7, "sla_fraction": 0.5, "unmeasured_quality": 0.8, "trend_points": 5.0,
+               "trend_history": 5, "min_samples": 3, "decline_points": 5.0, "smell_share": 0.5,
+               "security_min": 0.75, "gap_share": 0.5, "memory_mb": 500, "cpu_percent": 80.0},
 }
 
 # Verbatim from the Phase 7 guide, section 7.

@@ -164,6 +164,26 @@ class FeedbackSettings(_Section):
 
 
 @dataclass(frozen=True)
+class HealthSettings(_Section):
+    """The optimization engine: the health score's window and response-time SLA, its trend,
+    and the opportunity triggers (kisystem optimize; see kisystem.improve.health and
+    kisystem.improve.opportunities)."""
+
+    lookback_days: int = _int(7, 1, 365)
+    sla_fraction: float = _float(0.5, 0.05, 1.0)  # SLA = a model's generation timeout x this
+    unmeasured_quality: float = _float(0.8)  # code quality of a model without quality_score feedback
+    trend_points: float = _float(5.0, 0.0, 100.0)  # health change that makes a trend
+    trend_history: int = _int(5, 1, 100)  # earlier health scores the newest is compared with
+    min_samples: int = _int(3, 1, 1000)  # runs / generations / reviews before a trigger may fire
+    decline_points: float = _float(5.0, 0.0, 100.0)  # success-rate drop week over week, in points
+    smell_share: float = _float(0.5)  # share of reviewed answers with findings for a code smell
+    security_min: float = _float(0.75)  # a guardian security score below this is a vulnerability
+    gap_share: float = _float(0.5)  # share of a domain's runs ending exhausted for a capability gap
+    memory_mb: int = _int(500, 1, 1_000_000)
+    cpu_percent: float = _float(80.0, 1.0, 10_000.0)
+
+
+@dataclass(frozen=True)
 class OptimizationConfig:
     max_optimization_iterations: int = _int(10, 1, 50)
     target_score: int = _int(80, 0, 100)
@@ -205,8 +225,13 @@ class OptimizationConfig:
     # Static analysis of every answer's code (ruff and bandit, compiler warnings), recorded as
     # guardian feedback (quality_score, security).
     static_analysis: bool = _bool(True)
+    # "Lessons from earlier runs" (improve/ learnings for the model and domain) in fix and
+    # optimize prompts; off until a benchmark shows they help.
+    lessons_in_prompts: bool = _bool(False)
     # The feedback loop's pattern thresholds (kisystem feedback patterns / learnings).
     feedback: FeedbackSettings = _section(FeedbackSettings)
+    # The optimization engine's health score and opportunity triggers (kisystem optimize).
+    health: HealthSettings = _section(HealthSettings)
 
     @classmethod
     def load(cls, path: str | Path) -> OptimizationConfig:

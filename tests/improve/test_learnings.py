@@ -114,3 +114,13 @@ def test_lessons_for_a_domain_and_model_are_bounded(fb: FeedbackLoop) -> None:
         assert len(bounded) <= limit and (bounded == "" or bounded.startswith(LESSONS_HEADER))
     assert fb.lessons_for(CPP, QWEN, len(text)) == text
     assert fb.lessons_for(CPP, QWEN, 120).endswith("...")  # the first lesson, cut, rather than none
+
+
+def test_the_loops_teacher_refreshes_learnings_and_returns_the_models_lessons(fb: FeedbackLoop) -> None:
+    from kisystem.loop.session import LESSON_CHARS, _teacher
+
+    fail(fb, 4, LINK, "COMPILATION", run="r1")  # recorded by earlier runs; no learnings generated yet
+    lessons = _teacher(fb)(CPP, QWEN)
+    assert lessons.startswith(LESSONS_HEADER) and "`undefined reference`" in lessons
+    assert len(lessons) <= LESSON_CHARS
+    assert _teacher(fb)(CPP, "other-model") == ""

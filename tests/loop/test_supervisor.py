@@ -300,3 +300,23 @@ def test_priority_domains_are_named_only_when_the_record_has_more_domains_than_t
 
     assert _top_domains(Meta(["a", "b", "c"]), 3) == []  # every domain is "top 3": nothing to say
     assert _top_domains(Meta(["a", "b", "c", "d"]), 3) == ["a", "b", "c"]
+
+
+async def test_lessons_from_earlier_runs_go_into_fix_prompts_only(tmp_path, store, task):
+    crash = "```python\ndef add(a, b):\n    raise RuntimeError('boom')\n```"
+    sup, model = make(tmp_path, store, {"small": [crash, GOOD]}, stoploss_per_model=5)
+    asked: list[tuple[str, str]] = []
+    sup.lessons = lambda domain, m: asked.append((domain, m)) or "Lessons from earlier runs:\n- small: check types"
+    result = await sup.run_task(task)
+    assert result.outcome == "success" and asked == [("Python/General", "small")]
+    first, fix = (r.messages[-1]["content"] for r in model.requests)
+    assert "Lessons from earlier runs" not in first
+    assert "Hint:" in fix and "\n\nLessons from earlier runs:\n- small: check types\n\nFind the mistake" in fix
+
+
+def test_without_lessons_the_fix_prompt_is_unchanged():
+    from kisystem.loop import prompts
+
+    spec = load_task(DATA / "add.toml")
+    plain = prompts.chat_messages(spec, prompts.Feedback("x = 1", "TEST", "LOGIC", "assert 1 == 2", "check it"))
+    assert "Hint: check it\n\nFind the mistake" in plain[-1]["content"]  # the prompt as before lessons existed

@@ -37,6 +37,7 @@ class Feedback:
     target: float = 0.0
     profile: str = ""
     passed: bool = False  # tests passed, score under target: optimize rather than fix
+    lessons: str = ""  # "lessons from earlier runs" for this model and domain (improve/), if any
 
     def trimmed(self, keep: float) -> Feedback | None:
         """This feedback with its code, error excerpt and profile cut to ``keep`` of their
@@ -71,7 +72,8 @@ def _user_text(task: TaskSpec, feedback: Feedback | None) -> str:
         return template("generate").substitute(fields)
     fields.update(previous_code=feedback.previous_code.strip(), phase=feedback.phase,
                   error_type=feedback.error_type, excerpt=feedback.excerpt.strip(), hint=feedback.hint,
-                  score=f"{feedback.score:.0f}", target=f"{feedback.target:.0f}", profile=feedback.profile)
+                  score=f"{feedback.score:.0f}", target=f"{feedback.target:.0f}", profile=feedback.profile,
+                  lessons=f"\n{feedback.lessons.strip()}\n" if feedback.lessons.strip() else "")
     return template("optimize" if feedback.passed else "fix").substitute(fields)
 
 

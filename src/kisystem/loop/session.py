@@ -32,6 +32,7 @@ from kisystem.sandbox import SandboxLevel, describe_level
 from kisystem.store.learning import LearningStore
 
 log = logging.getLogger(__name__)
+LESSON_CHARS = 600  # about 150 tokens of "lessons from earlier runs" in a prompt
 STALE_RUN_S = 24 * 3600  # a 'running' row older than this belongs to a process that died
 
 
@@ -84,6 +85,15 @@ def _active_configuration(config: OptimizationConfig, inventory: Inventory, db: 
         return apply_active(config, inventory, versions, warn)
 
 
+def _teacher(feedback: FeedbackLoop) -> Callable[[str, str], str]:
+    """Lessons for a fix or optimize prompt, from the learnings of the model's recent patterns."""
+    def lessons(domain: str, model: str) -> str:
+        feedback.generate_learnings(model)  # patterns and learnings as of now
+        return feedback.lessons_for(domain, model, LESSON_CHARS)
+
+    return lessons
+
+
 def _top_domains(meta: MetaSupervisor, top: int) -> list[str]:
     """The ``top`` domains by P(d), or none while the record has no more domains than that
     (every domain would be "top", which says nothing)."""
@@ -130,7 +140,8 @@ async def loop_session(config: OptimizationConfig, inventory: Inventory, paths: 
             attempts = AttemptRunner(phases, paths.workspaces_dir, profiler=profiler, keeping=keeping,
                                      temperatures=(config.sample_temperature, config.repair_temperature),
                                      reviewer=guardian.review if config.static_analysis else None)
-            recorder = FeedbackRecorder(FeedbackLoop(store, config.feedback), forward=on_event)  # feeds improve/
+            feedback = FeedbackLoop(store, config.feedback)
+            recorder = FeedbackRecorder(feedback, forward=on_event)  # every run feeds improve/
             yield Supervisor(config, inventory, generator, store, attempts, on_event=recorder, available=available,
-                             **routing)
+                             lessons=_teacher(feedback) if config.lessons_in_prompts else None, **routing)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol, Sequence
 
 from kisystem import interrupts
@@ -114,8 +114,11 @@ class Supervisor:
                  store: LearningStore, attempts: AttemptRunner,
                  on_event: Callable[[LoopEvent], None] | None = None,
                  available: set[str] | None = None, policy: RoutingPolicy | None = None,
-                 floor: CapabilityFloor | None = None, hot_domains: Callable[[], list[str]] | None = None) -> None:
+                 floor: CapabilityFloor | None = None, hot_domains: Callable[[], list[str]] | None = None,
+                 lessons: Callable[[str, str], str] | None = None) -> None:
+        """``lessons(domain, model)``: lessons from earlier runs for fix and optimize prompts."""
         self.config = config
+        self.lessons = lessons
         self.policy = policy
         self.floor = floor
         self.hot_domains = hot_domains
@@ -176,7 +179,7 @@ class Supervisor:
                 if attempt.score >= target:
                     return "success", f"score {attempt.score:.0f} >= target {target}", iteration
                 if attempt.failure is None:  # passes, but under target: optimize on the same model
-                    feedback, tries_on_model = attempt.feedback(target), tries_on_model + 1
+                    feedback, tries_on_model = self._taught(attempt.feedback(target), task, model), tries_on_model + 1
                     continue
                 decision = router.record_failure(attempt.failure)
                 if decision is Decision.CONTINUE:
@@ -190,7 +193,8 @@ class Supervisor:
                 self._emit("escalate", task, run_id, iteration, router.current, previous=model)
                 feedback, tries_on_model = None, 0
             else:
-                feedback, tries_on_model = self._next_feedback(attempt, target), tries_on_model + 1
+                feedback = self._taught(self._next_feedback(attempt, target), task, model)
+                tries_on_model += 1
         return "failed", f"{budget} iterations spent; best score {tally.best_score:.0f} < target {target}", budget
 
     def _next_feedback(self, attempt: Attempt, target: float) -> prompts.Feedback | None:
@@ -200,6 +204,12 @@ class Supervisor:
         if attempt.failure.error_type == "LOGIC" and not attempt.cut_off and not self.config.repair_logic_errors:
             return None
         return attempt.feedback(target)
+
+    def _taught(self, feedback: prompts.Feedback | None, task: TaskSpec, model: str) -> prompts.Feedback | None:
+        """The feedback with the lessons earlier runs taught about this model and domain."""
+        if feedback is None or self.lessons is None:
+            return feedback
+        return replace(feedback, lessons=self.lessons(task.domain, model))
 
     async def _attempt(self, task: TaskSpec, run_id: str, iteration: int, model: str,
                        feedback: prompts.Feedback | None, tries_on_model: int) -> Attempt:
