@@ -27,6 +27,7 @@ FEEDBACK_TRIGGERS = {"feedback_entries_no_update", "feedback_entries_no_delete"}
 OPTIMIZATION_TABLES = {"optimization_plans", "config_versions", "config_activations", "optimization_results"}
 OPTIMIZATION_INDEXES = {"idx_config_versions_one_active", "idx_optimization_plans_agent",
                         "idx_optimization_results_plan"}
+HEALTH_TRIGGERS = {"health_history_no_update", "health_history_no_delete"}
 
 
 def _names(conn: sqlite3.Connection, kind: str) -> set[str]:
@@ -40,14 +41,15 @@ def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
 
 def test_blank_database_gets_full_schema(tmp_path: Path) -> None:
     with LearningStore.open(tmp_path / "learning.db") as store:
-        assert store.schema_version() == LATEST_VERSION == 8
+        assert store.schema_version() == LATEST_VERSION == 9
     conn = sqlite3.connect(tmp_path / "learning.db")
     assert _names(conn, "table") == {"runs", "run_events", "domain_agg", "domain_model_agg", *QUEUE_TABLES,
-                                     *FEEDBACK_TABLES, *OPTIMIZATION_TABLES}
+                                     *FEEDBACK_TABLES, *OPTIMIZATION_TABLES, "health_history"}
     assert _names(conn, "index") == {"idx_runs_domain_ts", "idx_runs_domain_model_ts", "idx_run_events_run",
-                                     "idx_runs_running", *QUEUE_INDEXES, *FEEDBACK_INDEXES, *OPTIMIZATION_INDEXES}
+                                     "idx_runs_running", *QUEUE_INDEXES, *FEEDBACK_INDEXES, *OPTIMIZATION_INDEXES,
+                                     "idx_health_history_agent"}
     assert _names(conn, "trigger") == {"run_events_no_update", "run_events_no_delete", *QUEUE_TRIGGERS,
-                                       *FEEDBACK_TRIGGERS}
+                                       *FEEDBACK_TRIGGERS, *HEALTH_TRIGGERS}
     assert _columns(conn, "runs") == SPEC_FIELDS | {"sandbox", "judge"} | OWNER_FIELDS
     assert _columns(conn, "run_events") == {"id", "run_id", "ts", "kind", "payload"}
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -1,9 +1,13 @@
-"""`kisystem optimize ...`: optimization plans of the routing and tuning configuration.
+"""`kisystem optimize ...`: health, opportunities and plans of the routing and tuning configuration.
 
-``approve`` validates a plan that awaits approval by replaying recorded outcomes (the
-routing bench's cache, or ``--outcomes FILE``) and keeps it only if it is better;
-``reject`` closes it; ``history`` lists plans and what came of them.  The helpers at the
-bottom are shared with ``kisystem config versions | rollback``.
+``status`` and ``stats`` read what is stored; ``analyze AGENT`` computes (and stores) a
+model's health and lists its opportunities; ``opportunities`` lists them for every model
+(asking non-embedded backends which models they offer, unless ``--offline``); ``plan``
+shows the plans a strategy makes of them without applying anything; ``auto`` applies them
+copy-on-write, validated on the newest recorded routing outcomes.  ``approve`` validates a
+plan that awaits approval the same way and keeps it only if it is better; ``reject``
+closes it; ``history`` lists plans and what came of them.  The helpers at the bottom are
+shared with ``kisystem config versions | rollback``.
 """
 
 from __future__ import annotations
@@ -20,10 +24,22 @@ from kisystem.cli.context import AppContext, pass_app
 from kisystem.errors import UsageError
 from kisystem.improve.auto import approve as approve_plan
 from kisystem.improve.auto import reject as reject_plan
-from kisystem.improve.plans import Plan, change_to_json
-from kisystem.improve.versions import ConfigVersion, OptimizationStore, PlanResult, UnknownPlan
+from kisystem.improve.plans import Opportunity, Plan, Strategy, change_to_json
+from kisystem.improve.versions import (
+    ConfigVersion,
+    OptimizationStore,
+    PlanResult,
+    UnknownPlan,
+    apply_active,
+)
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+DAYS_OPTION = click.option("--days", type=click.IntRange(min=1), default=None,
+                           help="Window in days [default: health.lookback_days, 7].")
+STRATEGY_OPTION = click.option("--strategy", "strategy_name", default="auto", show_default=True,
+                               help="auto | conservative | aggressive | minimal | comprehensive.")
+OFFLINE_OPTION = click.option("--offline", is_flag=True,
+                              help="Do not ask the backends which models they offer (no tool_upgrade).")
 OUTCOMES_GLOB = "routing-outcomes-*.json"
 
 
@@ -38,6 +54,135 @@ def optimize_group() -> None:
     """
 
 
+@optimize_group.command("status")
+@JSON_OPTION
+@pass_app
+def status(app: AppContext, as_json: bool) -> None:
+    """The active configuration version, plans waiting for approval and every model's latest health."""
+    data = _status(app)
+    if as_json:
+        return _echo_json(data)
+    click.echo(f"active configuration: version {data['active_version']}"
+               f"{' (shipped)' if data['active_version'] == 0 else ''}")
+    click.echo("plans: " + (", ".join(f"{n} {s}" for s, n in data["plans"].items()) or "none yet"))
+    if data["awaiting_approval"]:
+        click.echo("awaiting approval: " + ", ".join(f"plan {i}" for i in data["awaiting_approval"])
+                   + " (kisystem optimize approve ID | reject ID)")
+    for agent in data["agents"]:
+        h = data["health"].get(agent)
+        click.echo(f"  {agent}: " + (f"health {h['score']:.1f} ({h['trend']}, {h['ts']})" if h
+                                     else "no health computed yet (kisystem optimize analyze AGENT)"))
+
+
+@optimize_group.command("analyze")
+@click.argument("agent")
+@DAYS_OPTION
+@OFFLINE_OPTION
+@JSON_OPTION
+@pass_app
+def analyze(app: AppContext, agent: str, days: int | None, offline: bool, as_json: bool) -> None:
+    """Health (stored in the history, with its trend) and opportunities of AGENT, a model."""
+    with health_monitor(app) as monitor:
+        monitor.require_agent(agent)
+        health = monitor.compute(agent, days)
+        found = _opportunities(app, monitor, days, agent, offline)
+    if as_json:
+        return _echo_json({"health": health.to_dict(), "opportunities": [opportunity_json(o) for o in found]})
+    _print_health(health)
+    _print_opportunities(found, f"no opportunities for {agent}")
+
+
+@optimize_group.command("opportunities")
+@click.argument("agent", required=False)
+@DAYS_OPTION
+@OFFLINE_OPTION
+@JSON_OPTION
+@pass_app
+def opportunities(app: AppContext, agent: str | None, days: int | None, offline: bool, as_json: bool) -> None:
+    """Improvement opportunities (of AGENT, a model), most severe first."""
+    with health_monitor(app) as monitor:
+        if agent is not None:
+            monitor.require_agent(agent)
+        found = _opportunities(app, monitor, days, agent, offline)
+    if as_json:
+        return _echo_json([opportunity_json(o) for o in found])
+    _print_opportunities(found, "no opportunities found" + (f" for {agent}" if agent else ""))
+
+
+@optimize_group.command("plan")
+@click.argument("agent")
+@STRATEGY_OPTION
+@DAYS_OPTION
+@JSON_OPTION
+@pass_app
+def plan(app: AppContext, agent: str, strategy_name: str, days: int | None, as_json: bool) -> None:
+    """The plans STRATEGY makes of AGENT's opportunities (nothing is stored or applied)."""
+    from kisystem.improve.plans import plans_for
+
+    strategy = Strategy.parse(strategy_name)
+    with health_monitor(app) as monitor:
+        monitor.require_agent(agent)
+        found = _opportunities(app, monitor, days, agent, offline=True)
+    with optimization_store(app) as store:
+        plans = plans_for(found, strategy, *apply_active(app.config, app.inventory, store, _warner(app)))
+    if as_json:
+        return _echo_json([plan_json(p) for p in plans])
+    if not plans:
+        click.echo(f"no plans: {len(found)} opportunities for {agent}, none with a remedy under {strategy.lower()}")
+    for p in plans:
+        click.echo(f"{p.severity} {p.opportunity.type}: {p.describe()} ({p.effect}; metric {p.metric}"
+                   f"{'; waits for approval' if p.severity.needs_approval else ''})")
+
+
+@optimize_group.command("auto")
+@click.argument("agent")
+@STRATEGY_OPTION
+@DAYS_OPTION
+@click.option("--outcomes", type=click.Path(path_type=Path, dir_okay=False),
+              help="Recorded outcomes to replay [default: the newest HOME/bench/routing-outcomes-*.json].")
+@JSON_OPTION
+@pass_app
+def auto(app: AppContext, agent: str, strategy_name: str, days: int | None, outcomes: Path | None,
+         as_json: bool) -> None:
+    """Apply the plans of AGENT's opportunities copy-on-write: kept if better on replay, else rolled back;
+    HIGH and CRITICAL plans are stored to wait for approval."""
+    from kisystem.improve.auto import auto_optimize
+    from kisystem.improve.validate import ReplayValidator
+
+    strategy = Strategy.parse(strategy_name)
+    with health_monitor(app) as monitor:
+        monitor.require_agent(agent)
+        validator = ReplayValidator(_outcome_table(app, outcomes))
+        found = _opportunities(app, monitor, days, agent, offline=True)
+    with optimization_store(app) as store:
+        done = auto_optimize(store, app.config, app.inventory, found, strategy, validator, warn=_warner(app))
+    if as_json:
+        return _echo_json({"opportunities": [opportunity_json(o) for o in found],
+                           "plans": [{"plan": plan_json(o.plan), "result": result_json(o.result) if o.result else None}
+                                     for o in done]})
+    if not done:
+        click.echo(f"nothing to apply: {len(found)} opportunities for {agent}, none with a remedy under "
+                   f"{strategy.lower()}")
+    for outcome in done:
+        _print_outcome(outcome.plan, outcome.result, False)
+
+
+@optimize_group.command("stats")
+@JSON_OPTION
+@pass_app
+def stats(app: AppContext, as_json: bool) -> None:
+    """Counts over the history: plans by type, severity and status, results, versions, health per model."""
+    data = _stats(app)
+    if as_json:
+        return _echo_json(data)
+    for name in ("plans_by_status", "plans_by_opportunity", "plans_by_severity", "results"):
+        click.echo(f"{name.replace('_', ' ')}: " + (", ".join(f"{k} {v}" for k, v in data[name].items()) or "none"))
+    click.echo(f"configuration versions: {data['versions']}")
+    for agent, h in data["health"].items():
+        click.echo(f"  {agent}: {h['computed']} health scores, mean {h['mean']:.1f}, "
+                   f"min {h['min']:.1f}, max {h['max']:.1f}, latest {h['latest']:.1f}")
+
+
 @optimize_group.command("approve")
 @click.argument("plan_id", type=int)
 @click.option("--outcomes", type=click.Path(path_type=Path, dir_okay=False),
@@ -47,7 +192,9 @@ def optimize_group() -> None:
 @pass_app
 def approve(app: AppContext, plan_id: int, outcomes: Path | None, as_json: bool) -> None:
     """Apply plan PLAN_ID (awaiting approval): kept if better on replay, else rolled back."""
-    from kisystem.improve.validate import ReplayValidator  # the replay pulls in the loop: only here
+    from kisystem.improve.validate import (
+        ReplayValidator,  # the replay pulls in the loop: only here
+    )
 
     with optimization_store(app, create=False) as store:
         if store is None:
@@ -90,6 +237,150 @@ def history(app: AppContext, agent: str | None, as_json: bool) -> None:
         click.echo(_plan_line(plan))
         for result in results:
             click.echo(f"    {_result_line(result)}")
+
+
+# -- health and opportunities --------------------------------------------------------------
+
+
+@contextmanager
+def health_monitor(app: AppContext):
+    """A HealthMonitor over --db (created if absent) under the active configuration version."""
+    from kisystem.improve.health import HealthMonitor
+    from kisystem.store.learning import LearningStore
+
+    with optimization_store(app) as store:
+        config, inventory = apply_active(app.config, app.inventory, store, _warner(app))
+    with LearningStore.open(app.paths.db) as learning:
+        yield HealthMonitor(learning, config, inventory)
+
+
+def _opportunities(app: AppContext, monitor: Any, days: int | None, agent: str | None,
+                   offline: bool) -> list[Opportunity]:
+    from kisystem.improve.opportunities import find, gather
+
+    offered = {} if offline else offered_models(monitor.inventory, _warner(app))
+    return find(gather(monitor, days, offered=offered), monitor.config, monitor.inventory, agent)
+
+
+def offered_models(inventory: Any, warn: Any) -> dict[str, list[str]]:
+    """The model names each non-embedded endpoint offers (Ollama /api/tags, /v1/models); one that does
+    not answer is skipped with a warning.  Embedded servers serve exactly their one model."""
+    import asyncio
+
+    from kisystem.errors import KisystemError
+    from kisystem.models.client import ModelClient
+
+    async def ask() -> dict[str, list[str]]:
+        client = ModelClient(inventory, gate=None)
+        found: dict[str, list[str]] = {}
+        try:
+            for endpoint in inventory.endpoints.values():
+                models = [m for m in inventory.models.values() if m.endpoint == endpoint.name]
+                if not models or any(m.embedded for m in models):
+                    continue
+                try:
+                    found[endpoint.name] = await client.adapter_for(models[0].name).list_models()
+                except KisystemError as err:
+                    warn(f"{endpoint.name} not asked for its models (no tool_upgrade check): {err}")
+        finally:
+            await client.aclose()
+        return found
+
+    return asyncio.run(ask())
+
+
+def opportunity_json(o: Opportunity) -> dict[str, Any]:
+    from kisystem.improve.opportunities import describe
+
+    return {"type": o.type, "severity": str(o.severity), "agent": o.agent, "domain": o.domain,
+            "summary": describe(o), "evidence": dict(o.evidence)}
+
+
+def _print_health(health: Any) -> None:
+    from kisystem.improve.health import NoHealth
+
+    if isinstance(health, NoHealth):
+        click.echo(f"{health.agent}: no health score: {health.reason}")
+        return
+    d = health.details
+    unmeasured = d.get("unmeasured") or []
+    click.echo(f"{health.agent}: health {health.score:.1f} / 100 over {health.days} days, {health.trend}"
+               + (f" (earlier mean {health.previous:.1f})" if health.previous is not None else " (first score)"))
+    click.echo(f"  success rate        {health.success_rate:.2f}  ({d['successes']} of {health.runs} runs)")
+    timing = (f"mean generation {d['mean_generation_s']:g} s, SLA {d['sla_s']:g} s, timeout {d['timeout_s']:g} s"
+              if "response_time_score" not in unmeasured else "unmeasured: no timed generations")
+    click.echo(f"  response time score {health.response_time_score:.2f}  ({timing})")
+    quality = (f"{d['quality_scores']} quality scores" if "code_quality" not in unmeasured
+               else "unmeasured: no quality_score feedback, the neutral default")
+    click.echo(f"  code quality        {health.code_quality:.2f}  ({quality})")
+    errors = (f"{d['errors']} of {d['iterations']} iterations" if "error_rate" not in unmeasured
+              else "unmeasured: no iteration events")
+    click.echo(f"  error rate          {health.error_rate:.2f}  ({errors})")
+
+
+def _print_opportunities(found: list[Opportunity], none: str) -> None:
+    from kisystem.improve.opportunities import describe
+
+    if not found:
+        click.echo(none)
+    for o in found:
+        click.echo(f"{o.severity:<8} {o.type}: {describe(o)}")
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _status(app: AppContext) -> dict[str, Any]:
+    from collections import Counter
+
+    from kisystem.improve.health import HealthMonitor
+    from kisystem.store.learning import LearningStore
+
+    data: dict[str, Any] = {"active_version": 0, "plans": {}, "awaiting_approval": [], "agents": [],
+                            "health": {}}
+    if not app.paths.db.exists():
+        data["agents"] = list(app.inventory.models)
+        return data
+    with optimization_store(app) as store:
+        active = store.active()
+        plans = store.plans()
+    with LearningStore.open(app.paths.db) as learning:
+        monitor = HealthMonitor(learning, app.config, app.inventory)
+        data["agents"] = monitor.agents()
+        data["health"] = {a: {"score": round(h.score, 2), "trend": h.trend, "days": h.days,
+                              "ts": h.ts.isoformat(timespec="seconds") if h.ts else None}
+                          for a, h in monitor.latest().items()}
+    data["active_version"] = active.id if active else 0
+    data["plans"] = dict(sorted(Counter(p.status for p in plans).items()))
+    data["awaiting_approval"] = [p.id for p in plans if p.status == "awaiting_approval"]
+    return data
+
+
+def _stats(app: AppContext) -> dict[str, Any]:
+    from collections import Counter
+
+    from kisystem.improve.health import HealthMonitor
+    from kisystem.store.learning import LearningStore
+
+    data: dict[str, Any] = {"plans_by_status": {}, "plans_by_opportunity": {}, "plans_by_severity": {},
+                            "results": {}, "versions": 0, "health": {}}
+    if not app.paths.db.exists():
+        return data
+    with optimization_store(app) as store:
+        plans, results, versions = store.plans(), store.results(), store.versions()
+    with LearningStore.open(app.paths.db) as learning:
+        history = HealthMonitor(learning, app.config, app.inventory).history()
+    count = lambda values: dict(sorted(Counter(values).items()))
+    data.update(plans_by_status=count(p.status for p in plans), plans_by_opportunity=count(p.opportunity.type
+                for p in plans), plans_by_severity=count(str(p.severity) for p in plans),
+                results=count("kept" if r.kept else "rolled_back" for r in results), versions=len(versions))
+    by_agent: dict[str, list[float]] = {}
+    for h in reversed(history):  # oldest first
+        by_agent.setdefault(h.agent, []).append(h.score)
+    data["health"] = {a: {"computed": len(s), "mean": round(sum(s) / len(s), 2), "min": round(min(s), 2),
+                          "max": round(max(s), 2), "latest": round(s[-1], 2)} for a, s in sorted(by_agent.items())}
+    return data
 
 
 # -- shared with `config versions | rollback` ---------------------------------------------

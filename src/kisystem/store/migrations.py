@@ -393,6 +393,40 @@ CREATE TABLE optimization_results (
 """
 
 
+# -- migration 9: health history (seed C's health_history) ---------------------------------
+# Every health computation is appended; the trend compares the newest with earlier rows.
+
+HEALTH_TRENDS: tuple[str, ...] = ("improving", "stable", "declining")
+
+_HEALTH_HISTORY = f"""
+CREATE TABLE health_history (
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts                  TEXT NOT NULL,
+    agent               TEXT NOT NULL,
+    days                INTEGER NOT NULL CHECK (days > 0),
+    score               REAL NOT NULL CHECK (score BETWEEN 0 AND 100),
+    success_rate        REAL NOT NULL CHECK (success_rate BETWEEN 0 AND 1),
+    response_time_score REAL NOT NULL CHECK (response_time_score BETWEEN 0 AND 1),
+    code_quality        REAL NOT NULL CHECK (code_quality BETWEEN 0 AND 1),
+    error_rate          REAL NOT NULL CHECK (error_rate BETWEEN 0 AND 1),
+    runs                INTEGER NOT NULL CHECK (runs >= 0),
+    trend               TEXT NOT NULL CHECK (trend IN ({_in(HEALTH_TRENDS)})),
+    details             TEXT NOT NULL DEFAULT '{{}}'
+)
+"""
+
+_HEALTH_TRIGGERS = (
+    """
+    CREATE TRIGGER health_history_no_update BEFORE UPDATE ON health_history
+    BEGIN SELECT RAISE(ABORT, 'health_history is append-only'); END
+    """,
+    """
+    CREATE TRIGGER health_history_no_delete BEFORE DELETE ON health_history
+    BEGIN SELECT RAISE(ABORT, 'health_history is append-only'); END
+    """,
+)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -486,6 +520,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX idx_optimization_plans_agent ON optimization_plans(agent, id)",
             "CREATE INDEX idx_optimization_results_plan ON optimization_results(plan, id)",
         ),
+    ),
+    Migration(
+        9,
+        "health history: every computed health score of an agent, append-only",
+        (_HEALTH_HISTORY, *_HEALTH_TRIGGERS, "CREATE INDEX idx_health_history_agent ON health_history(agent, days, id)"),
     ),
 )
 
