@@ -11,8 +11,8 @@ over the runs that started in the last ``days`` days (config ``health.lookback_d
 ``response_time_score``
     From the model's mean generation time t over its generations.  A generation's time is
     read from the run's events: from the ``generate`` event to the next event, less the
-    ``seconds`` that event reports for its own phase (a build or test; a static-analysis
-    ``review`` reports none, so its seconds count in).  The SLA S is the model's inventory
+    ``seconds`` that event reports for its own phase (a static-analysis ``review``, a build
+    or a test).  The SLA S is the model's inventory
     ``timeout_s`` (the hard limit, where a generation is cut off) x ``health.sla_fraction``
     (0.5): score = 1 for t <= S, falling linearly to 0 at t = timeout_s.
 ``code_quality``

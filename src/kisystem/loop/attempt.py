@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Mapping
@@ -160,10 +161,11 @@ class AttemptRunner:
         return attempt
 
     async def _review(self, task: TaskSpec, code: str, emit: Emit) -> None:
+        started = time.monotonic()
         review = await self.reviewer(task.language, code) if self.reviewer else None
-        if review is not None:
+        if review is not None:  # seconds: so that health does not count the review as generation time
             emit("review", quality=review.quality, security=review.security, findings=review.findings,
-                 tools=list(review.tools))
+                 tools=list(review.tools), seconds=round(time.monotonic() - started, 3))
 
     def _files(self, task: TaskSpec, mode: Mode, request: GenerationRequest, text: str) -> dict[str, str]:
         if mode == "completion":
