@@ -179,23 +179,23 @@ async def record_table(config: OptimizationConfig, inventory: Inventory, paths: 
     and saves after every task.  Tasks of a domain without an available model are left out."""
     partial = out.with_suffix(".partial.json")
     db = out.parent / "routing-record.db"  # keeps recording out of the learning database
-    async with loop_session(config, inventory, paths, db=db, warn=warn) as sup, \
-            shared_cache(sup, answers_path(paths.home)):
-        chains = {d: tuple(m for m in inventory.route(d).chain if m in (sup.available or ()))
-                  for d in dict.fromkeys(t.domain for t in tasks)}
-        for domain in (d for d, c in chains.items() if not c):
-            warn(f"no model of route {domain!r} is available: its tasks are left out")
-        chains = {d: c for d, c in chains.items() if c}
-        tasks = [t for t in tasks if t.domain in chains]
-        domains = {t.id: t.domain for t in tasks}
-        done = _resumable(partial, chains)
-        meta = {"inventory": inventory.source, "k": k, "target_score": config.target_score}
-        for task in tasks:
-            if task.id not in done:
-                done[task.id] = {m: await record_samples(sup, task, inventory.model(m), k, config)
-                                 for m in chains[task.domain]}
-                save_table(OutcomeTable({t: domains[t] for t in done}, chains, done, meta), partial)
-            progress(task.id, done[task.id])
+    async with loop_session(config, inventory, paths, db=db, warn=warn) as sup:
+        with shared_cache(sup, answers_path(paths.home)):
+            chains = {d: tuple(m for m in inventory.route(d).chain if m in (sup.available or ()))
+                      for d in dict.fromkeys(t.domain for t in tasks)}
+            for domain in (d for d, c in chains.items() if not c):
+                warn(f"no model of route {domain!r} is available: its tasks are left out")
+            chains = {d: c for d, c in chains.items() if c}
+            tasks = [t for t in tasks if t.domain in chains]
+            domains = {t.id: t.domain for t in tasks}
+            done = _resumable(partial, chains)
+            meta = {"inventory": inventory.source, "k": k, "target_score": config.target_score}
+            for task in tasks:
+                if task.id not in done:
+                    done[task.id] = {m: await record_samples(sup, task, inventory.model(m), k, config)
+                                     for m in chains[task.domain]}
+                    save_table(OutcomeTable({t: domains[t] for t in done}, chains, done, meta), partial)
+                progress(task.id, done[task.id])
     table = OutcomeTable(domains, chains, {t.id: done[t.id] for t in tasks}, meta)
     save_table(table, out)
     partial.unlink(missing_ok=True)
