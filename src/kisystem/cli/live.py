@@ -145,7 +145,8 @@ class LiveView:
 
     def _waiting(self, event: LoopEvent) -> None:
         """No token yet: the status line says for how long; without a terminal, a line does."""
-        text = f"{event.task}  it {event.iteration}  {event.model}  no first token yet after {event.data['seconds']} s"
+        text = (f"{event.task}  it {event.iteration}  {event.model}  no token yet after {event.data['seconds']} s "
+                "(queued for the model, or it is reading the prompt)")
         if self.console.is_terminal and self.status:
             self.status.update(escape(text) + " ...")
         else:
