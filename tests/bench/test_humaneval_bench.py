@@ -97,6 +97,16 @@ async def test_a_rerun_answers_from_the_cache_and_reports_the_recorded_time(tmp_
     cache.close()
 
 
+async def test_loop_only_runs_the_loop_arm_and_nothing_else(tmp_path, store) -> None:
+    model = TimedModel({"small": [(WRONG, 4.0)], "medium": [(GOOD, 6.0)]})  # any other request fails the test
+    cache = BenchCache(tmp_path / "cache.db")
+    bench, sup = session(tmp_path, store, model, cache)
+    bench.loop_only = True
+    out = await bench.problem(sup, load_task(ADD), LADDER)
+    assert list(out) == [LOOP] and out[LOOP].solved and len(model.requests) == 2
+    cache.close()
+
+
 def test_resampling_stops_at_the_sample_count_nearest_the_loops_spend() -> None:
     from kisystem.bench.humaneval import _closer
 

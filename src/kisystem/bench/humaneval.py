@@ -133,7 +133,10 @@ class HumanEvalBench:
     """Runs every arm on each problem in turn, problem by problem (so an interruption
     leaves whole problems behind it)."""
 
-    def __init__(self, config: OptimizationConfig, inventory: Inventory, paths: Paths, cache_path: Path) -> None:
+    def __init__(self, config: OptimizationConfig, inventory: Inventory, paths: Paths, cache_path: Path,
+                 loop_only: bool = False) -> None:
+        """``loop_only``: only the loop arm (e.g. to compare two loop settings)."""
+        self.loop_only = loop_only
         self.config = config
         self.inventory = inventory
         self.paths = paths
@@ -143,11 +146,13 @@ class HumanEvalBench:
                   warn: Callable[[str], None]) -> tuple[list[str], dict[str, ArmTotals]]:
         # The loop's own record, not the learning database: one per range, so a resumed run
         # goes on learning from where it stopped and another range starts from nothing.
-        db = self.cache_path.with_name(f"humaneval-runs-{tasks[0].id}-{tasks[-1].id}.db")
+        # Runs with lessons in their prompts learn from their own record, not from one without.
+        lessons = "-lessons" if self.config.lessons_in_prompts else ""
+        db = self.cache_path.with_name(f"humaneval-runs-{tasks[0].id}-{tasks[-1].id}{lessons}.db")
         async with loop_session(self.config, self.inventory, self.paths, db=db, warn=warn) as sup:
             with shared_cache(sup, self.cache_path):
                 ladder = [m for m in self.inventory.route(tasks[0].domain).chain if m in (sup.available or ())]
-                totals = {name: ArmTotals(name) for name in arm_names(ladder)}
+                totals = {name: ArmTotals(name) for name in ([LOOP] if self.loop_only else arm_names(ladder))}
                 for number, task in enumerate(tasks, 1):
                     outcomes = await self.problem(sup, task, ladder)
                     for name, outcome in outcomes.items():
@@ -157,6 +162,8 @@ class HumanEvalBench:
 
     async def problem(self, sup: Supervisor, task: TaskSpec, ladder: Sequence[str]) -> dict[str, Outcome]:
         loop = await self.loop(sup, task)
+        if self.loop_only:
+            return {LOOP: loop}
         out = {f"single {m}": await self.resample(sup, task, [(m, 0.0)]) for m in ladder}
         out[LOOP] = loop
         for m in ladder:

@@ -35,8 +35,10 @@ def bench_group() -> None:
               help="Answer and verdict cache [default: HOME/bench/answers.db, shared by the benchmarks].")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Results JSON [default: humaneval-A-B.json next to the cache].")
+@click.option("--loop-only", is_flag=True,
+              help="Only the loop arm: to compare loop settings, e.g. KISYSTEM_LESSONS_IN_PROMPTS=1 against 0.")
 @pass_app
-def humaneval(app: AppContext, span: str, cache_file: Path | None, out_file: Path | None) -> None:
+def humaneval(app: AppContext, span: str, cache_file: Path | None, out_file: Path | None, loop_only: bool) -> None:
     """The loop against single shot and compute-matched resampling on HumanEval problems.
 
     Every answer and judged attempt is cached: an interrupted run resumes where it
@@ -49,7 +51,7 @@ def humaneval(app: AppContext, span: str, cache_file: Path | None, out_file: Pat
     start, stop = parse_range(span, PROBLEM_COUNT)
     tasks = humaneval_tasks(start, stop)
     cache_file = cache_file or answers_path(app.paths.home)
-    bench = HumanEvalBench(app.config, app.inventory, app.paths, cache_file)
+    bench = HumanEvalBench(app.config, app.inventory, app.paths, cache_file, loop_only=loop_only)
     started = time.monotonic()
     worked: list[float] = []  # seconds of the problems that were not all answered from the cache
     last = [started]
@@ -63,14 +65,16 @@ def humaneval(app: AppContext, span: str, cache_file: Path | None, out_file: Pat
         loop = outcomes["loop"]
         singles = " ".join(f"{arm.split('-')[-1]}{'+' if o.solved else '-'}" for arm, o in outcomes.items()
                            if arm.startswith("single"))
+        singles = f", single {singles}" if singles else ""
         app.err_console.print(f"[{number}/{len(tasks)}] {task.id}: loop {'+' if loop.solved else '-'} in "
-                              f"{loop.attempts} ({loop.model_s:.0f} model-s), single {singles} · "
+                              f"{loop.attempts} ({loop.model_s:.0f} model-s){singles} · "
                               f"{_minutes(elapsed)}, ~{_minutes(eta)} left", soft_wrap=True)
 
     warn = lambda msg: app.err_console.print(f"[yellow]warning: {msg}[/yellow]")
     ladder, totals = asyncio.run(bench.run(tasks, progress, warn))
     app.console.print(humaneval_table(list(totals.values()), f"HumanEval {start}:{stop}"))
-    out = out_file or cache_file.with_name(f"humaneval-{start}-{stop}.json")
+    settings = ("-loop" if loop_only else "") + ("-lessons" if app.config.lessons_in_prompts else "")
+    out = out_file or cache_file.with_name(f"humaneval-{start}-{stop}{settings}.json")
     out.write_text(json.dumps({"range": [start, stop], "ladder": ladder, "inventory": app.inventory.source,
                                "config": app.config.to_dict(),
                                "arms": [t.to_dict() for t in totals.values()]}, indent=1))
