@@ -21,6 +21,7 @@ from kisystem.models.client import ModelClient
 from kisystem.models.context import estimate_tokens
 from kisystem.models.inventory import load_inventory
 from kisystem.paths import Paths
+from tests.integration.support import smollm2_inventory
 
 pytestmark = pytest.mark.integration
 PORT = 18541  # not the embedded profile's ports: a fleet serving those may be running
@@ -32,21 +33,7 @@ def one_model_home(tmp_path: Path, embedded_home: Path, **config) -> Paths:
     home.mkdir()
     (home / "models").symlink_to(embedded_home / "models")
     inventory = home / "inventory.toml"
-    inventory.write_text(f'''
-[endpoints.tiny]
-backend = "openai"
-base_url = "http://127.0.0.1:{PORT}"
-
-[[models]]
-name = "smollm2-135m"
-rank = 1
-timeout_s = 60
-endpoint = "tiny"
-embedded = "smollm2-135m"
-
-[routes."Python/General"]
-start = "smollm2-135m"
-''')
+    inventory.write_text(smollm2_inventory(PORT))
     path = home / "optimization_config.json"
     path.write_text(json.dumps({"inventory_file": str(inventory), **config}))
     return Paths.resolve(home, None, path)

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from kisystem.models.server import is_healthy
+from tests.integration.support import smollm2_inventory
 
 pytestmark = pytest.mark.integration
 PORT = 18531  # not the embedded profile's ports: a fleet serving those may be running
@@ -32,21 +33,7 @@ def test_a_sigkilled_parent_takes_its_model_server_with_it(tmp_path, embedded_ho
     home.mkdir()
     (home / "models").symlink_to(embedded_home / "models")
     inventory = tmp_path / "inventory.toml"
-    inventory.write_text(f'''
-[endpoints.tiny]
-backend = "openai"
-base_url = "http://127.0.0.1:{PORT}"
-
-[[models]]
-name = "smollm2-135m"
-rank = 1
-timeout_s = 60
-endpoint = "tiny"
-embedded = "smollm2-135m"
-
-[routes."Python/General"]
-start = "smollm2-135m"
-''')
+    inventory.write_text(smollm2_inventory(PORT))
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"inventory_file": str(inventory)}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("KISYSTEM_")}

@@ -27,6 +27,7 @@ import pytest
 
 from kisystem.models.server import is_healthy
 from kisystem.sandbox import SandboxLevel, detect_sandbox_level
+from tests.integration.support import smollm2_inventory
 
 pytestmark = pytest.mark.integration
 
@@ -154,22 +155,7 @@ def _make_home(root: Path, models: Path, port: int) -> Home:
     world.home.mkdir()
     (world.home / "models").symlink_to(models)
     inventory = root / "inventory.toml"
-    inventory.write_text(f'''
-[endpoints.tiny]
-backend = "openai"
-base_url = "{world.url}"
-
-[[models]]
-name = "smollm2-135m"
-rank = 1
-timeout_s = 60
-endpoint = "tiny"
-embedded = "smollm2-135m"
-mode = "completion"
-
-[routes."Python/General"]
-start = "smollm2-135m"
-''')
+    inventory.write_text(smollm2_inventory(port, mode="completion"))
     (root / "config.json").write_text(json.dumps({"inventory_file": str(inventory)}))
     (root / "task.toml").write_text(TASK.format(marker=root))
     return world

@@ -16,6 +16,7 @@ from kisystem.errors import ServerStartError
 from kisystem.models import server_records
 from kisystem.models.inventory import load_inventory
 from kisystem.models.server import EmbeddedFleet, is_healthy
+from tests.integration.support import smollm2_inventory
 
 pytestmark = pytest.mark.integration
 PORT = 18551  # not the embedded profile's ports: a fleet serving those may be running
@@ -25,21 +26,7 @@ def write_home(home: Path, embedded_home: Path, name: str = "smollm2-135m") -> P
     home.mkdir(parents=True)
     (home / "models").symlink_to(embedded_home / "models")
     inventory = home / "inventory.toml"
-    inventory.write_text(f'''
-[endpoints.tiny]
-backend = "openai"
-base_url = "http://127.0.0.1:{PORT}"
-
-[[models]]
-name = "{name}"
-rank = 1
-timeout_s = 60
-endpoint = "tiny"
-embedded = "smollm2-135m"
-
-[routes."Python/General"]
-start = "{name}"
-''')
+    inventory.write_text(smollm2_inventory(PORT, name))
     (home / "config.json").write_text(json.dumps({"inventory_file": str(inventory)}))
     return inventory
 
