@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -32,3 +33,34 @@ def one_error_line(proc: subprocess.CompletedProcess, *, warnings_allowed: bool 
     if not warnings_allowed:
         assert len(lines) == 1, proc.stderr
     return errors[0]
+
+
+def sse_answer(text: str) -> str:
+    """One streamed OpenAI-compatible chat answer carrying ``text``."""
+    chunk = {"choices": [{"delta": {"content": text}, "finish_reason": "stop"}]}
+    return f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n"
+
+
+def local_home(home: Path, base_url: str, models: dict[str, str] | None = None, start: str = "tiny",
+               escalation: tuple[str, ...] = ()) -> Path:
+    """A home whose config selects an inventory of ``models`` (name -> extra TOML lines) at ``base_url``,
+    routing Python/General from ``start`` through ``escalation``."""
+    home.mkdir(parents=True, exist_ok=True)
+    entries = "".join(f'''
+[[models]]
+name = "{name}"
+rank = {rank}
+timeout_s = 30
+endpoint = "local"
+{extra}''' for rank, (name, extra) in enumerate((models or {"tiny": ""}).items(), 1))
+    (home / "inventory.toml").write_text(f'''
+[endpoints.local]
+backend = "openai"
+base_url = "{base_url.rstrip("/")}"
+{entries}
+[routes."Python/General"]
+start = "{start}"
+escalation = {json.dumps(list(escalation))}
+''')
+    (home / "optimization_config.json").write_text(json.dumps({"inventory_file": str(home / "inventory.toml")}))
+    return home

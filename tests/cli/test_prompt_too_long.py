@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
 
-from tests.cli.support import kisystem
+from tests.cli.support import kisystem, local_home
 
 ADD = Path(__file__).parents[2] / "examples" / "judged" / "add.toml"
 
 
 def test_a_5_mib_prompt_ends_with_one_line_naming_the_sizes(tmp_path, httpserver):
     httpserver.expect_request("/v1/models").respond_with_json({"data": [{"id": "tiny"}]})
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "inventory.toml").write_text(f'''
-[endpoints.local]
-backend = "openai"
-base_url = "{httpserver.url_for("").rstrip("/")}"
-
-[[models]]
-name = "tiny"
-rank = 1
-timeout_s = 60
-endpoint = "local"
-context_tokens = 4096
-
-[routes."Python/General"]
-start = "tiny"
-''')
-    (home / "optimization_config.json").write_text(json.dumps({"inventory_file": str(home / "inventory.toml")}))
+    home = local_home(tmp_path / "home", httpserver.url_for(""), {"tiny": "context_tokens = 4096"})
     task = tmp_path / "huge.toml"
     task.write_text(ADD.read_text().replace('prompt = "Write add(a, b) returning the sum of a and b."',
                                             f'prompt = "{"Add two numbers. " * (5 * 2**20 // 17)}"'))

@@ -10,40 +10,17 @@ from pathlib import Path
 from kisystem.improve.overlay import Overlay
 from kisystem.improve.versions import OptimizationStore
 from kisystem.models.inventory import Route
-from tests.cli.support import kisystem
+from tests.cli.support import kisystem, local_home, sse_answer
 
 ADD = Path(__file__).parents[2] / "examples" / "judged" / "add.toml"
 RIGHT = "```python\ndef add(a, b):\n    return a + b\n```"
-
-
-def sse_answer(text: str) -> str:
-    chunk = {"choices": [{"delta": {"content": text}, "finish_reason": "stop"}]}
-    return f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n"
 
 
 def test_the_next_run_starts_on_the_model_the_active_version_chose(tmp_path, httpserver):
     httpserver.expect_request("/v1/models").respond_with_json({"data": [{"id": "first"}, {"id": "second"}]})
     httpserver.expect_request("/v1/chat/completions").respond_with_data(sse_answer(RIGHT),
                                                                         content_type="text/event-stream")
-    home = tmp_path / "home"
-    home.mkdir()
-    models = "".join(f'''
-[[models]]
-name = "{name}"
-rank = {rank}
-timeout_s = 30
-endpoint = "local"
-''' for rank, name in enumerate(("first", "second"), 1))
-    (home / "inventory.toml").write_text(f'''
-[endpoints.local]
-backend = "openai"
-base_url = "{httpserver.url_for("").rstrip("/")}"
-{models}
-[routes."Python/General"]
-start = "first"
-escalation = ["second"]
-''')
-    (home / "optimization_config.json").write_text(json.dumps({"inventory_file": str(home / "inventory.toml")}))
+    home = local_home(tmp_path / "home", httpserver.url_for(""), {"first": "", "second": ""}, "first", ("second",))
     with OptimizationStore.open(home / "learning.db") as store:
         overlay = Overlay().with_route(Route("Python/General", "second", ("first",)))
         version = store.add_version(overlay, None, "test: start Python/General on second")
