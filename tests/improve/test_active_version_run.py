@@ -31,7 +31,8 @@ def test_the_next_run_starts_on_the_model_the_active_version_chose(tmp_path, htt
     (result,) = json.loads(proc.stdout)
     assert result["outcome"] == "success" and result["models_tried"] == ["second"]
     asked = [json.loads(req.get_data())["model"] for req, _ in httpserver.log if req.path == "/v1/chat/completions"]
-    assert asked == ["second"]
+    # the server is shared: a request an earlier test left hanging may land in this log
+    assert [m for m in asked if m in ("first", "second")] == ["second"]
     assert f"configuration version {version.id} is active" in proc.stderr
     with contextlib.closing(sqlite3.connect(home / "learning.db")) as db:  # the run fed the feedback loop too
         fed = db.execute("SELECT source, type FROM feedback_entries WHERE agent_id = 'second'").fetchall()
