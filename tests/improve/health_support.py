@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,44 +9,18 @@ from pathlib import Path
 from kisystem.config import OptimizationConfig
 from kisystem.improve.feedback import FeedbackLoop
 from kisystem.improve.health import HealthMonitor
-from kisystem.models.inventory import Inventory, parse_inventory
+from kisystem.models.inventory import Inventory
 from kisystem.store.learning import LearningStore, RunResult
+from tests.improve.fleet_support import CPP, PY, fleet_toml, parse_fleet
 
-PY = "Python/General"
-CPP = "C++/System"
 T0 = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
-
-FLEET = f"""
-[endpoints.local]
-backend = "ollama"
-base_url = "http://127.0.0.1:9"
-
-[[models]]
-name = "small:1.5b"
-rank = 1
-timeout_s = 60
-endpoint = "local"
-
-[[models]]
-name = "big"
-rank = 2
-timeout_s = 120
-endpoint = "local"
-
-[routes."{PY}"]
-start = "small:1.5b"
-escalation = ["big"]
-
-[routes."{CPP}"]
-start = "big"
-escalation = []
-"""
 SMALL = "small:1.5b"
+FLEET = fleet_toml({SMALL: 60, "big": 120}, {PY: (SMALL, "big"), CPP: ("big",)}, backend="ollama")
 
 
 def fleet() -> Inventory:
     """small:1.5b (timeout 60 s, SLA 30 s) -> big (120 s) on Python; big alone on C++."""
-    return parse_inventory(tomllib.loads(FLEET), "test fleet")
+    return parse_fleet(FLEET)
 
 
 @dataclass

@@ -2,53 +2,18 @@
 
 from __future__ import annotations
 
-import tomllib
-
 from kisystem.bench.routing import OutcomeTable, Sample
 from kisystem.improve.plans import Opportunity, Severity
 from kisystem.loop.taskspec import PhaseSpec, TaskSpec
-from kisystem.models.inventory import Inventory, parse_inventory
+from kisystem.models.inventory import Inventory
+from tests.improve.fleet_support import CPP, PY, fleet_toml, parse_fleet
 
-PY = "Python/General"
-CPP = "C++/System"
-
-
-FLEET_TOML = f"""
-[endpoints.local]
-backend = "openai"
-base_url = "http://127.0.0.1:9"
-
-[[models]]
-name = "small"
-rank = 1
-timeout_s = 60
-endpoint = "local"
-
-[[models]]
-name = "big"
-rank = 2
-timeout_s = 120
-endpoint = "local"
-
-[[models]]
-name = "huge"
-rank = 3
-timeout_s = 300
-endpoint = "local"
-
-[routes."{PY}"]
-start = "small"
-escalation = ["big"]
-
-[routes."{CPP}"]
-start = "big"
-escalation = ["huge"]
-"""
+FLEET_TOML = fleet_toml({"small": 60, "big": 120, "huge": 300}, {PY: ("small", "big"), CPP: ("big", "huge")})
 
 
 def fleet() -> Inventory:
     """small (60 s timeout) -> big on Python; big -> huge on C++."""
-    return parse_inventory(tomllib.loads(FLEET_TOML), "test fleet")
+    return parse_fleet(FLEET_TOML)
 
 
 def ok(gen: float) -> Sample:

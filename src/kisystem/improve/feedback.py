@@ -21,8 +21,7 @@ import logging
 import math
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,7 +32,7 @@ from kisystem.improve import learnings as learning_rules
 from kisystem.improve import patterns as pattern_rules
 from kisystem.improve.learnings import Learning
 from kisystem.improve.patterns import DetectedPattern
-from kisystem.store import db
+from kisystem.store import base
 from kisystem.store.learning import LearningStore, RunRecord
 from kisystem.store.migrations import FEEDBACK_SOURCES, FEEDBACK_TYPES
 
@@ -253,9 +252,8 @@ class FeedbackLoop:
         self.store = store
         self.settings = settings or FeedbackSettings()
         # The store's connection and lock: one connection per process, one write lock.
-        self._conn: sqlite3.Connection = store._conn
-        self._lock = store._lock
-        self._clock = clock or store._clock
+        self.guarded = store.guarded
+        self._clock = clock or store.guarded.clock
         self._callbacks: list[FeedbackCallback] = []
 
     # -- recording ----------------------------------------------------------------------
@@ -271,7 +269,7 @@ class FeedbackLoop:
         check_source(source)
         details_json, context_json = _json_object(details, "details"), _json_object(context, "context")
         now = _iso(self._clock())
-        with self._writing(f"cannot record {type} feedback for {agent_id}") as conn:
+        with self.guarded.writing(f"cannot record {type} feedback for {agent_id}") as conn:
             cursor = conn.execute(_INSERT_ENTRY, (now, agent_id, operation_id, type, value, source,
                                                   details_json, context_json))
             conn.execute(_UPSERT_AGGREGATE, (agent_id, type, value, value, value, value, now))
@@ -436,20 +434,15 @@ class FeedbackLoop:
         now = self._clock()
         found = pattern_rules.find_patterns(self.entries(agent_id, since=now - timedelta(days=days)),
                                             self.settings, days)
-        return self._save_patterns(found, now, days)
+        ids = self._upsert_all("cannot store detected patterns", _UPSERT_PATTERN,
+                               [_pattern_params(p, now, days) for p in found])
+        return [p.with_id(i) for p, i in zip(found, ids, strict=True)]
 
     def patterns(self, agent_id: str | None = None, *, since: datetime | None = None) -> list[DetectedPattern]:
         """Stored patterns, last detected since ``since``, highest confidence first."""
-        clauses, params = [], []
-        if agent_id is not None:
-            clauses.append("agent_id = ?")
-            params.append(agent_id)
-        if since is not None:
-            clauses.append("detected_ts >= ?")
-            params.append(_iso(since))
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = base.where(("agent_id = ?", agent_id), ("detected_ts >= ?", _iso_opt(since)))
         sql = f"SELECT {_PATTERN_COLUMNS} FROM feedback_patterns {where} ORDER BY confidence DESC, frequency DESC, id"
-        return [_pattern(row) for row in self._rows(sql, tuple(params))]
+        return [_pattern(row) for row in self._rows(sql, params)]
 
     def generate_learnings(self, agent_id: str | None = None,
                            patterns: Sequence[DetectedPattern] | None = None) -> list[Learning]:
@@ -457,24 +450,17 @@ class FeedbackLoop:
         if patterns is None:
             patterns = self.detect_patterns(agent_id)
         found = learning_rules.learnings_from(patterns, self.settings)
-        return self._save_learnings(found, self._clock())
+        now = self._clock()
+        ids = self._upsert_all("cannot store learnings", _UPSERT_LEARNING, [_learning_params(x, now) for x in found])
+        return [x.stored(i, now) for x, i in zip(found, ids, strict=True)]
 
     def learnings(self, agent_id: str | None = None, domain: str | None = None, *,
                   since: datetime | None = None) -> list[Learning]:
         """Stored learnings, highest impact first; ``domain`` also matches domain-less ones."""
-        clauses, params = [], []
-        if agent_id is not None:
-            clauses.append("agent_id = ?")
-            params.append(agent_id)
-        if domain is not None:
-            clauses.append("(domain = ? OR domain IS NULL)")
-            params.append(domain)
-        if since is not None:
-            clauses.append("updated_ts >= ?")
-            params.append(_iso(since))
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = base.where(("agent_id = ?", agent_id), ("(domain = ? OR domain IS NULL)", domain),
+                                   ("updated_ts >= ?", _iso_opt(since)))
         sql = f"SELECT {_LEARNING_COLUMNS} FROM feedback_learnings {where} ORDER BY impact DESC, id"
-        return [_learning(row) for row in self._rows(sql, tuple(params))]
+        return [_learning(row) for row in self._rows(sql, params)]
 
     def lessons_for(self, domain: str, model: str, max_chars: int = DEFAULT_LESSON_CHARS) -> str:
         """A short "lessons from earlier runs" text for ``model`` on ``domain`` tasks, at most
@@ -483,54 +469,36 @@ class FeedbackLoop:
         since = self._clock() - timedelta(days=LESSON_MAX_AGE_DAYS)
         return learning_rules.lessons_text(self.learnings(model, domain, since=since), max_chars)
 
-    def _save_patterns(self, found: Sequence[DetectedPattern], now: datetime, days: int) -> list[DetectedPattern]:
-        saved: list[DetectedPattern] = []
-        with self._writing("cannot store detected patterns") as conn:
-            for p in found:
-                row = conn.execute(_UPSERT_PATTERN, (
-                    p.agent_id, p.pattern_type, p.key, p.domain, p.description, p.frequency, p.total,
-                    p.confidence, _iso(p.first_ts), _iso(p.last_ts), _iso(now), days, _dump(p.details),
-                )).fetchone()  # fmt: skip
-                saved.append(p.with_id(row[0]))
-        return saved
-
-    def _save_learnings(self, found: Sequence[Learning], now: datetime) -> list[Learning]:
-        saved: list[Learning] = []
-        with self._writing("cannot store learnings") as conn:
-            for item in found:
-                row = conn.execute(_UPSERT_LEARNING, (
-                    item.agent_id, item.learning_type, item.key, item.domain, item.title, item.description,
-                    item.impact, json.dumps(list(item.pattern_ids)), _iso(now), _iso(now),
-                )).fetchone()  # fmt: skip
-                saved.append(item.stored(row[0], now))
-        return saved
-
     # -- plumbing -----------------------------------------------------------------------
 
-    @contextmanager
-    def _writing(self, what: str) -> Iterator[sqlite3.Connection]:
-        with self._lock, db.translate(what), db.write(self._conn) as conn:
-            yield conn
+    def _upsert_all(self, what: str, sql: str, rows: Sequence[tuple[Any, ...]]) -> list[int]:
+        """Run ``sql`` (an upsert ending in ``RETURNING id``) for every row in one transaction; their ids."""
+        with self.guarded.writing(what) as conn:
+            return [conn.execute(sql, row).fetchone()[0] for row in rows]
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock, db.translate("cannot read feedback from the learning database"):
-            return self._conn.execute(sql, params).fetchall()
+        return self.guarded.rows(sql, params, what="cannot read feedback from the learning database")
 
 
 def _filters(agent_id: str | None, since: datetime | None,
              types: Sequence[str] | None) -> tuple[str, tuple[Any, ...]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if agent_id is not None:
-        clauses.append("agent_id = ?")
-        params.append(agent_id)
-    if since is not None:
-        clauses.append("ts >= ?")
-        params.append(_iso(since))
-    if types:
-        clauses.append(f"type IN ({', '.join('?' * len(types))})")
-        params.extend(types)
-    return (f"WHERE {' AND '.join(clauses)}" if clauses else "", tuple(params))
+    marks = ", ".join("?" * len(types or ()))
+    return base.where(("agent_id = ?", agent_id), ("ts >= ?", _iso_opt(since)),
+                      (f"type IN ({marks})", tuple(types) if types else None))
+
+
+def _pattern_params(p: DetectedPattern, now: datetime, days: int) -> tuple[Any, ...]:
+    return (
+        p.agent_id, p.pattern_type, p.key, p.domain, p.description, p.frequency, p.total,
+        p.confidence, _iso(p.first_ts), _iso(p.last_ts), _iso(now), days, _dump(p.details),
+    )  # fmt: skip
+
+
+def _learning_params(item: Learning, now: datetime) -> tuple[Any, ...]:
+    return (
+        item.agent_id, item.learning_type, item.key, item.domain, item.title, item.description,
+        item.impact, json.dumps(list(item.pattern_ids)), _iso(now), _iso(now),
+    )  # fmt: skip
 
 
 def _entry(row: sqlite3.Row) -> FeedbackEntry:

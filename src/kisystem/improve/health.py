@@ -39,8 +39,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -49,7 +48,7 @@ from kisystem.config import OptimizationConfig
 from kisystem.errors import UsageError
 from kisystem.improve.feedback import FeedbackLoop
 from kisystem.models.inventory import Inventory
-from kisystem.store import db
+from kisystem.store import base
 from kisystem.store.learning import (
     MODEL_EVIDENCE_OUTCOMES,
     LearningStore,
@@ -235,7 +234,7 @@ _INSERT_HEALTH = (
 class HealthMonitor:
     """Measures agents from the learning database, computes and stores their health.
 
-    It shares the :class:`LearningStore`'s connection and lock (as the FeedbackLoop does) and
+    It shares the :class:`LearningStore`'s ``guarded`` connection (as the FeedbackLoop does) and
     owns the SQL over ``health_history`` and the engine's reads of ``runs`` and ``run_events``.
     """
 
@@ -246,9 +245,8 @@ class HealthMonitor:
         self.settings = config.health
         self.inventory = inventory
         self.feedback = feedback or FeedbackLoop(store, config.feedback)
-        self._conn: sqlite3.Connection = store._conn
-        self._lock = store._lock
-        self._clock = clock or store._clock
+        self.guarded = store.guarded
+        self._clock = clock or store.guarded.clock
 
     def now(self) -> datetime:
         return self._clock()
@@ -257,8 +255,9 @@ class HealthMonitor:
 
     def agents(self) -> list[str]:
         """The inventory's models, then every other model that ran or has feedback, by name."""
-        ran = {row[0] for row in self._rows("SELECT DISTINCT model FROM runs")}
-        ran |= {m for (tried,) in self._rows("SELECT DISTINCT models_tried FROM runs") for m in json.loads(tried)}
+        ran = {row[0] for row in self.guarded.rows("SELECT DISTINCT model FROM runs")}
+        tried_lists = self.guarded.rows("SELECT DISTINCT models_tried FROM runs")
+        ran |= {m for (tried,) in tried_lists for m in json.loads(tried)}
         extra = (ran | set(self.feedback.agents())) - set(self.inventory.models)
         return [*self.inventory.models, *sorted(extra)]
 
@@ -275,12 +274,12 @@ class HealthMonitor:
         marks = ", ".join("?" * len(MODEL_EVIDENCE_OUTCOMES))
         sql = (f"SELECT domain, model, outcome, models_tried FROM runs WHERE ts >= ? AND ts < ?"
                f" AND outcome IN ({marks}) ORDER BY ts")
-        rows = self._rows(sql, (_iso(since), _iso(until), *MODEL_EVIDENCE_OUTCOMES))
+        rows = self.guarded.rows(sql, (_iso(since), _iso(until), *MODEL_EVIDENCE_OUTCOMES))
         return [RunRow(r[0], r[1], r[2], attempted_models(r[1], json.loads(r[3]))) for r in rows]
 
     def iterations(self, since: datetime, until: datetime) -> list[Iteration]:
         """Every generation (timed) and iteration end (error or not) of runs started in [since, until)."""
-        rows = self._rows(_ITERATIONS, (_iso(since), _iso(until)))
+        rows = self.guarded.rows(_ITERATIONS, (_iso(since), _iso(until)))
         return [Iteration(r[0], r[1], r[3], None if r[4] is None else bool(r[4]))
                 for r in rows if r[0] is not None and (r[3] is not None or r[4] is not None)]
 
@@ -345,7 +344,7 @@ class HealthMonitor:
 
     def _store(self, health: Health) -> Health:
         now = self.now()
-        with self._writing(f"cannot store the health of {health.agent}") as conn:
+        with self.guarded.writing(f"cannot store the health of {health.agent}") as conn:
             cur = conn.execute(_INSERT_HEALTH, (
                 _iso(now), health.agent, health.days, round(health.score, 6), health.success_rate,
                 health.response_time_score, health.code_quality, health.error_rate, health.runs, health.trend,
@@ -355,33 +354,15 @@ class HealthMonitor:
 
     def history(self, agent: str | None = None, days: int | None = None, *, limit: int | None = None) -> list[Health]:
         """Stored health scores, newest first (of one agent, of one window length, the newest ``limit``)."""
-        clauses, params = [], []
-        if agent is not None:
-            clauses.append("agent = ?")
-            params.append(agent)
-        if days is not None:
-            clauses.append("days = ?")
-            params.append(days)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = base.where(("agent = ?", agent), ("days = ?", days))
         tail = " LIMIT ?" if limit is not None else ""
         sql = f"SELECT * FROM health_history {where} ORDER BY id DESC{tail}"
-        return [_health(r) for r in self._rows(sql, (*params, *((limit,) if limit is not None else ())))]
+        return [_health(r) for r in self.guarded.rows(sql, (*params, *((limit,) if limit is not None else ())))]
 
     def latest(self) -> dict[str, Health]:
         """The newest stored health of every agent."""
         sql = "SELECT * FROM health_history WHERE id IN (SELECT MAX(id) FROM health_history GROUP BY agent) ORDER BY agent"
-        return {r["agent"]: _health(r) for r in self._rows(sql)}
-
-    # -- plumbing -----------------------------------------------------------------------------
-
-    @contextmanager
-    def _writing(self, what: str) -> Iterator[sqlite3.Connection]:
-        with self._lock, db.translate(what), db.write(self._conn) as conn:
-            yield conn
-
-    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock, db.translate("cannot read the learning database"):
-            return self._conn.execute(sql, params).fetchall()
+        return {r["agent"]: _health(r) for r in self.guarded.rows(sql)}
 
 
 def _health(row: sqlite3.Row) -> Health:

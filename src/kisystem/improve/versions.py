@@ -15,13 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from kisystem.config import OptimizationConfig
 from kisystem.errors import UsageError
@@ -29,6 +27,7 @@ from kisystem.improve.overlay import Configured, Overlay
 from kisystem.improve.plans import Opportunity, Plan, Strategy, change_from_json, change_to_json
 from kisystem.models.inventory import Inventory
 from kisystem.store import db
+from kisystem.store.base import GuardedStore
 
 log = logging.getLogger(__name__)
 
@@ -80,30 +79,17 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class OptimizationStore:
+class OptimizationStore(GuardedStore):
     """All reads and writes of configuration versions, plans and results; one connection under a lock."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, clock: Clock = _utc_now) -> None:
-        self._conn = conn
-        self._lock = threading.RLock()
-        self._clock = clock
-        self.path = path
+        self.guarded = db.Guarded(conn, path, clock, db.LEARNING_DB)
 
     @classmethod
     def open(cls, path: Path, *, clock: Clock = _utc_now) -> OptimizationStore:
         """Open (creating if needed) the learning database at ``path``, schema brought up to date."""
         path = Path(path)
         return cls(db.open_migrated(path), path, clock)
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- versions -------------------------------------------------------------------------
 
@@ -123,18 +109,18 @@ class OptimizationStore:
 
     def add_version(self, overlay: Overlay, parent: int | None, reason: str, plan: int | None = None) -> ConfigVersion:
         """Store a new, inactive ``candidate`` version."""
-        with self._writing("cannot store configuration version") as conn:
+        with self.guarded.writing("cannot store configuration version") as conn:
             cur = conn.execute(
                 "INSERT INTO config_versions (parent, created_ts, reason, overlay, plan) VALUES (?, ?, ?, ?, ?)",
-                (parent, _iso(self._clock()), reason, json.dumps(overlay.to_json()), plan))
+                (parent, _iso(self.guarded.clock()), reason, json.dumps(overlay.to_json()), plan))
             number = int(cur.lastrowid)  # type: ignore[arg-type]
         return self.version(number)
 
     def activate(self, number: int, reason: str = "activated") -> ConfigVersion:
         """Make version ``number`` the active one (and mark it kept)."""
         self.version(number)
-        with self._writing("cannot activate configuration version") as conn:
-            _switch(conn, number, reason, self._clock())
+        with self.guarded.writing("cannot activate configuration version") as conn:
+            _switch(conn, number, reason, self.guarded.clock())
         return self.version(number)
 
     def rollback(self, number: int) -> ConfigVersion | None:
@@ -144,16 +130,16 @@ class OptimizationStore:
             if target.state != "kept":
                 raise PlanRefused(f"configuration version {number} was never kept ({target.state}): "
                                   f"restore a kept version or {SHIPPED} (shipped)")
-        with self._writing("cannot roll back configuration") as conn:
-            _switch(conn, None if number == SHIPPED else number, f"rollback to {number}", self._clock())
+        with self.guarded.writing("cannot roll back configuration") as conn:
+            _switch(conn, None if number == SHIPPED else number, f"rollback to {number}", self.guarded.clock())
         return self.active()
 
     # -- plans ----------------------------------------------------------------------------
 
     def add_plan(self, plan: Plan, status: str = "proposed") -> Plan:
-        now = _iso(self._clock())
+        now = _iso(self.guarded.clock())
         opp = plan.opportunity
-        with self._writing("cannot store optimization plan") as conn:
+        with self.guarded.writing("cannot store optimization plan") as conn:
             cur = conn.execute(
                 "INSERT INTO optimization_plans (created_ts, updated_ts, agent, domain, opportunity, severity,"
                 " strategy, evidence, changes, effect, metric, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -175,10 +161,10 @@ class OptimizationStore:
 
     def set_plan_status(self, plan_id: int, status: str, allowed_from: tuple[str, ...]) -> Plan:
         """Move a plan to ``status``; refused (one line) unless it is in one of ``allowed_from``."""
-        with self._writing("cannot update optimization plan") as conn:
+        with self.guarded.writing("cannot update optimization plan") as conn:
             _require_status(conn, plan_id, allowed_from)
             conn.execute("UPDATE optimization_plans SET status = ?, updated_ts = ? WHERE id = ?",
-                         (status, _iso(self._clock()), plan_id))
+                         (status, _iso(self.guarded.clock()), plan_id))
         return self.plan(plan_id)
 
     def finish_plan(self, result: PlanResult, parent: int | None) -> PlanResult:
@@ -187,11 +173,11 @@ class OptimizationStore:
         A version is kept only while ``parent`` is still the active version: if another process
         changed the active configuration during validation, keeping would silently drop its change.
         """
-        with self._writing("cannot record optimization result") as conn:
+        with self.guarded.writing("cannot record optimization result") as conn:
             if result.kept and _active_id(conn) != parent:
                 result = PlanResult(result.plan, result.version, False, result.metric, result.before, result.after,
                                     "the active configuration changed during validation: not kept")
-            now = self._clock()
+            now = self.guarded.clock()
             if result.version is not None:
                 if result.kept:
                     _switch(conn, result.version, f"plan {result.plan} kept", now)
@@ -212,14 +198,8 @@ class OptimizationStore:
 
     # -- plumbing -------------------------------------------------------------------------
 
-    @contextmanager
-    def _writing(self, what: str) -> Iterator[sqlite3.Connection]:
-        with self._lock, db.translate(what), db.write(self._conn) as conn:
-            yield conn
-
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock, db.translate("cannot read configuration versions"):
-            return self._conn.execute(sql, params).fetchall()
+        return self.guarded.rows(sql, params, what="cannot read configuration versions")
 
 
 def apply_active(config: OptimizationConfig, inventory: Inventory, store: OptimizationStore | None,

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from kisystem.errors import DatabaseLocked, DatabaseReadOnly, DatabaseUnavailable, StoreError, describe_os_error
 
@@ -196,3 +199,35 @@ def open_migrated(path: Path, what: str = LEARNING_DB) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+class Guarded:
+    """One connection under a lock, shared by the stores of one database file.
+
+    Every store of the learning database (runs, queue, feedback, health, versions, schedule)
+    reads and writes through one of these, so they share its lock and clock instead of
+    each keeping a copy of the same three lines; a store opened on another store's
+    connection (``FeedbackLoop(store)``) takes that store's ``guarded``.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Callable[[], datetime], what: str) -> None:
+        self.conn = conn
+        self.path = path
+        self.clock = clock
+        self.what = what
+        self.lock = threading.RLock()
+
+    @contextmanager
+    def writing(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the lock; sqlite3 errors become StoreError prefixed with ``what``."""
+        with self.lock, translate(what), write(self.conn) as conn:
+            yield conn
+
+    def rows(self, sql: str, params: tuple[Any, ...] = (), *, what: str | None = None) -> list[sqlite3.Row]:
+        """The rows of one read, under the lock."""
+        with self.lock, translate(what or f"cannot read the {self.what}"):
+            return self.conn.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()

@@ -29,17 +29,16 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from kisystem.errors import StoreError
 from kisystem.store import db, owner
+from kisystem.store.base import GuardedStore
 from kisystem.store.migrations import current_version
 
 Outcome = Literal["running", "success", "failed", "exhausted", "aborted", "error", "interrupted"]
@@ -269,39 +268,31 @@ ON CONFLICT (domain, model) DO UPDATE SET
 _FOLD_COLUMNS = "domain, model, outcome, ts, wall_s, models_tried"
 
 
-class LearningStore:
+class LearningStore(GuardedStore):
     """All reads and writes of the learning database.
 
-    One instance holds one connection; a lock serialises its use, so it may be shared
-    by an asyncio thread and its worker threads.  Other processes open their own store.
+    One instance holds one connection (``guarded``); its lock serialises its use, so it may
+    be shared by an asyncio thread and its worker threads, and by the feedback loop and
+    health monitor built on this store.  Other processes open their own store.
     """
 
     def __init__(self, conn: sqlite3.Connection, path: Path, clock: Clock = utc_now) -> None:
-        self._conn = conn
         _ensure_exp(conn)
-        self._lock = threading.RLock()
-        self._clock = clock
-        self.path = path
+        self.guarded = db.Guarded(conn, path, clock, db.LEARNING_DB)
 
     @classmethod
     def open(cls, path: Path, *, clock: Clock = utc_now) -> LearningStore:
         """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
         path = Path(path)
-        return cls(db.open_migrated(path, "learning database"), path, clock)
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return cls(db.open_migrated(path, db.LEARNING_DB), path, clock)
 
     def schema_version(self) -> int:
-        with self._lock, db.translate("cannot read schema version"):
-            return current_version(self._conn)
+        with self.guarded.lock, db.translate("cannot read schema version"):
+            return current_version(self.guarded.conn)
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """The rows of one read of the learning database, under the store's lock (for other modules' reads)."""
+        return self.guarded.rows(sql, params, what="cannot read learning database")
 
     # -- writes -------------------------------------------------------------------------
 
@@ -314,9 +305,9 @@ class LearningStore:
         ``self-reported`` (the program's own output: untrusted).
         """
         run_id = run_id or uuid.uuid4().hex
-        now = self._clock()
+        now = self.guarded.clock()
         me = owner.this_process()
-        with self._writing(f"cannot start run for task {task!r}") as conn:
+        with self.guarded.writing(f"cannot start run for task {task!r}") as conn:
             conn.execute(
                 "INSERT INTO runs (run_id, task, domain, model, outcome, ts, sandbox, judge,"
                 " owner_host, owner_boot, owner_pid, owner_started)"
@@ -330,15 +321,15 @@ class LearningStore:
 
     def append_event(self, run_id: str, kind: str, payload: dict[str, Any] | None = None) -> None:
         """Append one event to the run's log (non-JSON values are stored as their str)."""
-        with self._writing(f"cannot append {kind!r} event to run {run_id}") as conn:
-            _insert_event(conn, run_id, kind, payload or {}, self._clock())
+        with self.guarded.writing(f"cannot append {kind!r} event to run {run_id}") as conn:
+            _insert_event(conn, run_id, kind, payload or {}, self.guarded.clock())
 
     def finish_run(self, run_id: str, result: RunResult) -> None:
         """Write the run's final fields once; a second call raises :class:`RunAlreadyFinished`."""
         if _value(result.outcome) == "running":
             raise ValueError("finish_run needs a final outcome, not 'running'")
-        now = self._clock()
-        with self._writing(f"cannot finish run {run_id}") as conn:
+        now = self.guarded.clock()
+        with self.guarded.writing(f"cannot finish run {run_id}") as conn:
             started = _running_since(conn, run_id)
             wall_s = result.wall_s if result.wall_s is not None else max(0.0, (now - started).total_seconds())
             payload = {"outcome": _value(result.outcome), "score_final": result.score_final}
@@ -348,9 +339,9 @@ class LearningStore:
 
     def mark_interrupted(self, older_than_s: float) -> list[str]:
         """Turn ``running`` rows started more than ``older_than_s`` ago into ``interrupted``."""
-        now = self._clock()
+        now = self.guarded.clock()
         cutoff = _iso(now - timedelta(seconds=older_than_s))
-        with self._writing("cannot mark stale runs interrupted") as conn:
+        with self.guarded.writing("cannot mark stale runs interrupted") as conn:
             rows = conn.execute(
                 "SELECT run_id FROM runs WHERE outcome = 'running' AND ts < ?", (cutoff,)
             ).fetchall()
@@ -367,8 +358,8 @@ class LearningStore:
 
     def interrupt_run(self, run_id: str, reason: str) -> bool:
         """Turn this one run into ``interrupted`` if it is still ``running``; True when it was."""
-        now = self._clock()
-        with self._writing(f"cannot mark run {run_id} interrupted") as conn:
+        now = self.guarded.clock()
+        with self.guarded.writing(f"cannot mark run {run_id} interrupted") as conn:
             return _interrupt(conn, run_id, reason, now)
 
     def close_orphaned_runs(self, stale_after_s: float | None = None) -> list[str]:
@@ -380,16 +371,16 @@ class LearningStore:
         older than ``stale_after_s``, when it is given.  Reads first: a store with nothing
         to close takes no write lock.
         """
-        now = self._clock()
+        now = self.guarded.clock()
         orphans = self._orphans(owner.this_process(), now, stale_after_s)
         if not orphans:
             return []
-        with self._writing("cannot close the runs of dead processes") as conn:
+        with self.guarded.writing("cannot close the runs of dead processes") as conn:
             return [run_id for run_id, reason in orphans if _interrupt(conn, run_id, reason, now)]
 
     def _orphans(self, here: owner.Owner, now: datetime, stale_after_s: float | None) -> list[tuple[str, str]]:
         cutoff = _iso(now - timedelta(seconds=stale_after_s)) if stale_after_s is not None else None
-        rows = self._rows("SELECT run_id, ts, owner_host, owner_boot, owner_pid, owner_started FROM runs"
+        rows = self.query("SELECT run_id, ts, owner_host, owner_boot, owner_pid, owner_started FROM runs"
                           " WHERE outcome = 'running' ORDER BY ts, rowid")  # fmt: skip
         found = ((row["run_id"], _why_orphaned(row, here, cutoff)) for row in rows)
         return [(run_id, reason) for run_id, reason in found if reason is not None]
@@ -408,30 +399,30 @@ class LearningStore:
                 folder.add(r.domain, r.model, _value(r.outcome), _iso(r.ts), r.wall_s, r.models_tried)
                 yield _record_params(r)
 
-        with self._writing("cannot import runs") as conn:
+        with self.guarded.writing("cannot import runs") as conn:
             conn.executemany(_INSERT_RUN, params())
             folder.write(conn)
         return folder.count
 
     def rebuild_aggregates(self) -> None:
         """Recompute every aggregate from ``runs`` (a repair; normal writes keep them current)."""
-        with self._writing("cannot rebuild aggregates") as conn:
+        with self.guarded.writing("cannot rebuild aggregates") as conn:
             rebuild_aggregates(conn)
 
     # -- reads --------------------------------------------------------------------------
 
     def get_run(self, run_id: str) -> RunRecord | None:
-        rows = self._rows(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+        rows = self.query(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
         return _record(rows[0]) if rows else None
 
     def recent_runs(self, limit: int = 20, domain: str | None = None) -> list[RunRecord]:
         """The newest runs first, optionally of one domain."""
         where, params = _domain_filter(domain, "WHERE")
         sql = f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY ts DESC, rowid DESC LIMIT ?"
-        return [_record(row) for row in self._rows(sql, (*params, limit))]
+        return [_record(row) for row in self.query(sql, (*params, limit))]
 
     def events(self, run_id: str) -> list[RunEvent]:
-        rows = self._rows(
+        rows = self.query(
             "SELECT id, run_id, ts, kind, payload FROM run_events WHERE run_id = ? ORDER BY id", (run_id,)
         )
         return [RunEvent(r["id"], r["run_id"], _parse(r["ts"]), r["kind"], json.loads(r["payload"])) for r in rows]
@@ -445,7 +436,7 @@ class LearningStore:
             " MAX(CASE WHEN outcome = 'success' THEN ts END) AS last_success_ts"
             " FROM runs WHERE outcome != 'running' GROUP BY domain ORDER BY domain"
         )
-        return [_domain_stats(row) for row in self._rows(sql, ERROR_OUTCOMES)]
+        return [_domain_stats(row) for row in self.query(sql, ERROR_OUTCOMES)]
 
     def model_stats(self, domain: str | None = None) -> list[ModelStats]:
         """Per-(domain, model) counts and mean wall time, e.g. for ETA estimates."""
@@ -456,7 +447,7 @@ class LearningStore:
         )
         return [
             ModelStats(r["domain"], r["model"], r["runs"], r["successes"], r["avg_time_s"])
-            for r in self._rows(sql, params)
+            for r in self.query(sql, params)
         ]
 
     def model_outcomes(self, domain: str | None = None) -> list[ModelOutcome]:
@@ -466,7 +457,7 @@ class LearningStore:
             f"SELECT domain, model, outcome, ts FROM runs WHERE outcome != 'running' {where}"
             " ORDER BY domain, model, ts"
         )
-        return [ModelOutcome(r["domain"], r["model"], r["outcome"], _parse(r["ts"])) for r in self._rows(sql, params)]
+        return [ModelOutcome(r["domain"], r["model"], r["outcome"], _parse(r["ts"])) for r in self.query(sql, params)]
 
     def domain_aggregates(self) -> list[DomainStats]:
         """:meth:`domain_stats` from the kept aggregates: a few rows, no scan of ``runs``."""
@@ -475,11 +466,11 @@ class LearningStore:
             " CASE WHEN wall_n > 0 THEN sum_wall_s / wall_n END AS avg_time_s,"
             " last_error_ts, last_success_ts FROM domain_agg WHERE runs > 0 ORDER BY domain"
         )
-        return [_domain_stats(row) for row in self._rows(sql)]
+        return [_domain_stats(row) for row in self.query(sql)]
 
     def model_evidence(self, domain: str | None = None, *, at: datetime | None = None) -> list[ModelEvidence]:
         """Per-(domain, model) evidence decayed to ``at`` (default: now), from the aggregates."""
-        factor = _decay_factor(at or self._clock())
+        factor = _decay_factor(at or self.guarded.clock())
         where, params = _domain_filter(domain, "WHERE")
         sql = (
             "SELECT domain, model, runs, successes, decayed_success_sum, decayed_run_sum"
@@ -487,14 +478,14 @@ class LearningStore:
         )
         return [
             ModelEvidence(r[0], r[1], r[2], r[3], r[4] * factor, r[5] * factor)
-            for r in self._rows(sql, params)
+            for r in self.query(sql, params)
         ]
 
     def model_evidence_scan(self, domain: str | None = None, *, at: datetime | None = None) -> list[ModelEvidence]:
         """:meth:`model_evidence` computed from every row of ``runs`` (the reference; slow at scale)."""
         where, params = _domain_filter(domain, "AND")
         sql = _MODEL_EVIDENCE_SCAN.format(outcomes=", ".join("?" * len(MODEL_EVIDENCE_OUTCOMES)), where=where)
-        rows = self._rows(sql, (_iso(at or self._clock()), DECAY_TAU_S, *MODEL_EVIDENCE_OUTCOMES, *params))
+        rows = self.query(sql, (_iso(at or self.guarded.clock()), DECAY_TAU_S, *MODEL_EVIDENCE_OUTCOMES, *params))
         return [ModelEvidence(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
     def run_trails(self) -> list[RunTrail]:
@@ -505,24 +496,13 @@ class LearningStore:
         )
         return [
             RunTrail(r[0], r[1], r[2], _parse(r[3]), _parse(r[4]), r[5], tuple(json.loads(r[6])))
-            for r in self._rows(sql)
+            for r in self.query(sql)
         ]
 
     def error_type_counts(self, domain: str | None = None) -> dict[str, int]:
         where, params = _domain_filter(domain, "AND")
         sql = f"SELECT error_type, COUNT(*) FROM runs WHERE error_type IS NOT NULL {where} GROUP BY error_type"
-        return {row[0]: row[1] for row in self._rows(sql, params)}
-
-    # -- plumbing -----------------------------------------------------------------------
-
-    @contextmanager
-    def _writing(self, what: str) -> Iterator[sqlite3.Connection]:
-        with self._lock, db.translate(what), db.write(self._conn) as conn:
-            yield conn
-
-    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock, db.translate("cannot read learning database"):
-            return self._conn.execute(sql, params).fetchall()
+        return {row[0]: row[1] for row in self.query(sql, params)}
 
 
 def _why_orphaned(row: sqlite3.Row, here: owner.Owner, cutoff: str | None) -> str | None:

@@ -18,17 +18,16 @@ every model answer of a task, so a restarted attempt replays them instead of ask
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from kisystem.errors import StoreError, UsageError
 from kisystem.store import db
+from kisystem.store.base import GuardedStore
 from kisystem.store.migrations import QUEUE_STATES, QUEUE_TRANSITIONS
 
 ACTIVE_STATES: tuple[str, ...] = ("leased", "running")
@@ -190,30 +189,21 @@ _ANSWER_COLUMNS = "model, text, prompt_tokens, completion_tokens, finish_reason,
 _CLOSE_RUNS = "UPDATE queue_runs SET open = 0 WHERE task = ? AND open = 1"
 
 
-class QueueStore:
-    """All reads and writes of the queue tables; one connection, shared under a lock."""
+class QueueStore(GuardedStore):
+    """All reads and writes of the queue tables; one connection, shared under a lock.
+
+    Leases count in unix seconds (``clock``); ``guarded.clock`` is the same clock as a UTC time.
+    """
 
     def __init__(self, conn: sqlite3.Connection, path: Path, clock: UnixClock = time.time) -> None:
-        self._conn = conn
         self._clock = clock
-        self.path = path
-        self._lock = threading.RLock()
+        self.guarded = db.Guarded(conn, path, lambda: datetime.fromtimestamp(self._clock(), UTC), "queue")
 
     @classmethod
     def open(cls, path: Path, *, clock: UnixClock = time.time) -> QueueStore:
         """Open (creating if needed) the database at ``path``, schema brought up to date."""
         path = Path(path)
         return cls(db.open_migrated(path), path, clock)
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def now(self) -> float:
         return self._clock()
@@ -224,7 +214,7 @@ class QueueStore:
         """Add every submission whose key is new, in one transaction; report each one."""
         ts = self._ts()
         out: list[Added] = []
-        with self._writing("cannot add tasks to the queue") as conn:
+        with self.guarded.writing("cannot add tasks to the queue") as conn:
             for s in submissions:
                 fresh = conn.execute(_INSERT, (s.key, s.task, s.domain, s.spec, s.source, s.priority,
                                                s.model, s.max_attempts, ts, ts)).rowcount == 1
@@ -237,7 +227,7 @@ class QueueStore:
     def claim(self, holder: str, lease_s: float,
               pick: Callable[[list[Candidate]], Candidate | None]) -> Claim | None:  # fmt: skip
         """Lease the queued task ``pick`` chooses among the candidates; None when none is chosen."""
-        with self._writing("cannot claim a task") as conn:
+        with self.guarded.writing("cannot claim a task") as conn:
             candidates = [Candidate(r["id"], r["domain"], r["model"], r["priority"], r["waiting"])
                           for r in conn.execute(_CANDIDATES)]  # fmt: skip
             chosen = pick(candidates) if candidates else None
@@ -253,12 +243,12 @@ class QueueStore:
 
     def start(self, task_id: int, holder: str) -> bool:
         """leased -> running; False when ``holder`` no longer holds the lease."""
-        with self._writing(f"cannot start queued task {task_id}") as conn:
+        with self.guarded.writing(f"cannot start queued task {task_id}") as conn:
             return self._move(conn, task_id, "running", ("leased",), "running", held_by=holder)
 
     def attach_run(self, task_id: int, holder: str, run_id: str) -> bool:
         """Record the learning run of the current attempt before it starts; False if the lease is gone."""
-        with self._writing(f"cannot record run {run_id} of queued task {task_id}") as conn:
+        with self.guarded.writing(f"cannot record run {run_id} of queued task {task_id}") as conn:
             row = conn.execute("SELECT attempts FROM queue_tasks WHERE id = ? AND state = 'running'"
                                " AND lease_holder = ?", (task_id, holder)).fetchone()  # fmt: skip
             if row is None:
@@ -274,7 +264,7 @@ class QueueStore:
             return set()
         marks = ", ".join("?" * len(task_ids))
         where = f"id IN ({marks}) AND lease_holder = ? AND state IN ('leased', 'running')"
-        with self._writing("cannot extend leases") as conn:
+        with self.guarded.writing("cannot extend leases") as conn:
             conn.execute(f"UPDATE queue_tasks SET lease_expires = ? WHERE {where}",
                          (self._clock() + lease_s, *task_ids, holder))  # fmt: skip
             rows = conn.execute(f"SELECT id FROM queue_tasks WHERE {where}", (*task_ids, holder)).fetchall()
@@ -285,7 +275,7 @@ class QueueStore:
         """running -> succeeded | failed | exhausted, once, by the lease holder only."""
         if state not in RESULT_STATES:
             raise IllegalTransition(f"finish needs one of {', '.join(RESULT_STATES)}, not {state!r}")
-        with self._writing(f"cannot finish queued task {task_id}") as conn:
+        with self.guarded.writing(f"cannot finish queued task {task_id}") as conn:
             done = self._move(conn, task_id, state, ("running",), note, held_by=holder,
                               sets={"outcome": outcome, "score": score, **_NO_LEASE})
             if done:
@@ -297,7 +287,7 @@ class QueueStore:
 
         ``charge=False`` (the runner was stopped, the task did nothing wrong) refunds the attempt.
         """
-        with self._writing(f"cannot release queued task {task_id}") as conn:
+        with self.guarded.writing(f"cannot release queued task {task_id}") as conn:
             row = conn.execute("SELECT state, attempts, max_attempts FROM queue_tasks WHERE id = ?"
                                " AND lease_holder = ?", (task_id, holder)).fetchone()  # fmt: skip
             if row is None or row["state"] not in ACTIVE_STATES:
@@ -325,7 +315,7 @@ class QueueStore:
         else:
             target = "dead" if lease.attempts >= lease.max_attempts else "queued"
             sets = dict(_NO_LEASE)
-        with self._writing(f"cannot take over queued task {lease.id}") as conn:
+        with self.guarded.writing(f"cannot take over queued task {lease.id}") as conn:
             changed = conn.execute(
                 "SELECT 1 FROM queue_tasks WHERE id = ? AND state = ? AND lease_holder IS ? AND lease_expires IS ?",
                 (lease.id, lease.state, lease.holder, lease.expires)).fetchone() is None  # fmt: skip
@@ -346,7 +336,7 @@ class QueueStore:
         return [row["run_id"] for row in rows]
 
     def close_run(self, run_id: str) -> None:
-        with self._writing(f"cannot close run {run_id}") as conn:
+        with self.guarded.writing(f"cannot close run {run_id}") as conn:
             conn.execute("UPDATE queue_runs SET open = 0 WHERE run_id = ?", (run_id,))
 
     # -- user commands -------------------------------------------------------------------
@@ -359,7 +349,7 @@ class QueueStore:
         """Put a failed, exhausted, cancelled or dead task back, with fresh attempts and no stored answers."""
         task = self._command(task_id, "queued", RETRYABLE_STATES, "retried by user",
                              {"attempts": 0, "outcome": None, "score": None, "run_id": None})  # fmt: skip
-        with self._writing(f"cannot clear the answers of queued task {task_id}") as conn:
+        with self.guarded.writing(f"cannot clear the answers of queued task {task_id}") as conn:
             conn.execute("DELETE FROM queue_answers WHERE task = ?", (task_id,))
         return task
 
@@ -371,7 +361,7 @@ class QueueStore:
 
     def save_answer(self, task_id: int, key: str, answer: StoredAnswer) -> None:
         """Store an answer durably (committed before this returns); a key already stored is kept."""
-        with self._writing(f"cannot store an answer of queued task {task_id}") as conn:
+        with self.guarded.writing(f"cannot store an answer of queued task {task_id}") as conn:
             conn.execute(
                 f"INSERT INTO queue_answers (task, key, {_ANSWER_COLUMNS}, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (task, key) DO NOTHING",
@@ -431,7 +421,7 @@ class QueueStore:
 
     def _command(self, task_id: int, target: str, allowed: tuple[str, ...], note: str,
                  sets: dict[str, Any]) -> QueueTask:  # fmt: skip
-        with self._writing(f"cannot move queued task {task_id} to {target}") as conn:
+        with self.guarded.writing(f"cannot move queued task {task_id} to {target}") as conn:
             row = conn.execute("SELECT state, lease_holder FROM queue_tasks WHERE id = ?", (task_id,)).fetchone()
             if row is None:
                 raise QueueTaskNotFound(f"no queued task with id {task_id}")
@@ -460,16 +450,10 @@ class QueueStore:
         return conn.execute(sql, (*params, task_id, *frm, *extra)).rowcount == 1
 
     def _ts(self) -> str:
-        return datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="microseconds")
-
-    @contextmanager
-    def _writing(self, what: str) -> Iterator[sqlite3.Connection]:
-        with self._lock, db.translate(what), db.write(self._conn) as conn:
-            yield conn
+        return self.guarded.clock().isoformat(timespec="microseconds")
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock, db.translate("cannot read the queue"):
-            return self._conn.execute(sql, params).fetchall()
+        return self.guarded.rows(sql, params)  # "cannot read the queue" when it fails
 
 
 _NO_LEASE: dict[str, Any] = {"lease_holder": None, "lease_expires": None}
