@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kisystem.improve.feedback import FeedbackLoop
+from kisystem.improve.feedback import DEFAULT_LESSON_CHARS, FeedbackLoop
 from kisystem.improve.learnings import LESSONS_HEADER, impact
 from tests.improve.support import open_loop
 
@@ -116,11 +116,21 @@ def test_lessons_for_a_domain_and_model_are_bounded(fb: FeedbackLoop) -> None:
     assert fb.lessons_for(CPP, QWEN, 120).endswith("...")  # the first lesson, cut, rather than none
 
 
-def test_the_loops_teacher_refreshes_learnings_and_returns_the_models_lessons(fb: FeedbackLoop) -> None:
-    from kisystem.loop.session import LESSON_CHARS, _teacher
+def test_the_loops_teacher_draws_lessons_once_between_two_runs_ends(fb: FeedbackLoop) -> None:
+    from kisystem.improve.teacher import Teacher
+    from kisystem.loop.supervisor import LoopEvent
 
     fail(fb, 4, LINK, "COMPILATION", run="r1")  # recorded by earlier runs; no learnings generated yet
-    lessons = _teacher(fb)(CPP, QWEN)
+    forwarded: list[LoopEvent] = []
+    teacher = Teacher(fb, forward=forwarded.append)
+    lessons = teacher.lessons(CPP, QWEN)
     assert lessons.startswith(LESSONS_HEADER) and "`undefined reference`" in lessons
-    assert len(lessons) <= LESSON_CHARS
-    assert _teacher(fb)(CPP, "other-model") == ""
+    assert len(lessons) <= DEFAULT_LESSON_CHARS
+    assert teacher.lessons(CPP, "other-model") == ""
+    assert teacher.lessons(CPP, QWEN) == lessons and teacher.drawn == 2  # the second ask of a run: kept
+    fail(fb, 4, ASSERT, "LOGIC", run="r2")
+    teacher(LoopEvent("score", "t", "r2", 1, QWEN, {}))
+    assert "`assertion error`" not in teacher.lessons(CPP, QWEN)  # no run ended: nothing new learned yet
+    teacher(LoopEvent("exit", "t", "r2", 1, QWEN, {"outcome": "failed"}))
+    assert "`assertion error`" in teacher.lessons(CPP, QWEN) and teacher.drawn == 3
+    assert [e.kind for e in forwarded] == ["score", "exit"]

@@ -82,11 +82,45 @@ def test_tool_upgrade_from_the_names_a_backend_offers(db: Db) -> None:
 
 
 def test_resource_inefficiency_only_on_measurements_over_the_limits(db: Db) -> None:
-    assert found(db, "resource_inefficiency") == []  # kisystem measures neither today
-    samples = (ResourceSample("test", "test phase peak", memory_mb=500.0, cpu_percent=80.0),
-               ResourceSample(SMALL, "server beyond weights and context", memory_mb=900.0, domain=PY))
+    assert found(db, "resource_inefficiency") == []  # nothing measured yet
+    samples = (ResourceSample("test", "test phase peak", "test", memory_mb=500.0, cpu_percent=80.0),
+               ResourceSample(SMALL, "server beyond weights and context", "server", memory_mb=900.0, domain=PY))
     [o] = found(db, "resource_inefficiency", resources=samples)
     assert (o.severity, o.agent, o.evidence["memory_mb"]) == (Severity.MEDIUM, SMALL, 900.0)
+
+
+def measured_run(db: Db, phases: list[dict], server: dict | None = None, domain: str = PY) -> None:
+    run_id = db.store.start_run("t", domain, SMALL)
+    for i, data in enumerate(phases, 1):
+        db.store.append_event(run_id, "test", {"iteration": i, "model": SMALL, "ok": True, **data})
+    if server is not None:
+        db.store.append_event(run_id, "server_memory", server)
+    db.clock.advance(seconds=1)
+
+
+def test_resource_inefficiency_from_measured_phases(db: Db) -> None:
+    measured_run(db, [{"peak_mb": 120.0, "cpu_percent": 95.0}, {"peak_mb": 480.0, "cpu_percent": 90.0}])
+    assert found(db, "resource_inefficiency") == []  # peak under 500 MB; CPU over 2 phases, 3 needed
+    measured_run(db, [{"peak_mb": 730.5, "cpu_percent": 85.0}], domain=CPP)
+    measured_run(db, [{"peak_mb": 20.0, "cpu_percent": 92.0}])
+    found_now = found(db, "resource_inefficiency")
+    by_domain = {o.domain: o for o in found_now}
+    assert set(by_domain) == {PY, CPP}
+    assert (by_domain[CPP].agent, by_domain[CPP].evidence["memory_mb"]) == ("test", 730.5)
+    assert "cpu_percent" not in by_domain[CPP].evidence  # one C++ phase: too few for a mean
+    assert by_domain[PY].evidence["cpu_percent"] == pytest.approx((95 + 90 + 92) / 3, abs=0.1)
+    assert "memory_mb" not in by_domain[PY].evidence
+
+
+def test_resource_inefficiency_from_a_server_beyond_its_models(db: Db) -> None:
+    server = {"pid": 7, "models": [SMALL, "big"], "peak_mb": 2800.0, "rss_mb": 2700.0, "weights_mb": 1600.0,
+              "kv_mb": 250.0, "beyond_mb": 950.0}
+    measured_run(db, [], server={**server, "beyond_mb": 300.0})
+    assert found(db, "resource_inefficiency") == []
+    measured_run(db, [], server=server)
+    [o] = found(db, "resource_inefficiency")
+    assert (o.agent, o.domain, o.evidence["memory_mb"], o.evidence["part"]) == ("server", None, 950.0, "server")
+    assert "KV 250 MB" in describe(o)
 
 
 def test_error_pattern_from_a_detected_failure_pattern(db: Db) -> None:

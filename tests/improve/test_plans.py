@@ -70,6 +70,7 @@ def test_plans_follow_the_effective_configuration() -> None:
                                                                 (SetChain(PY, ("small", "big", "huge")),)]),
     (Opportunity("resource_inefficiency", Severity.MEDIUM, "build", None), [(SetTwoTierThresholds(10.0, 10),)]),
     (Opportunity("resource_inefficiency", Severity.MEDIUM, "small", PY), [(SetChain(PY, ("big",)),)]),
+    (Opportunity("resource_inefficiency", Severity.MEDIUM, "server", None, {"part": "server"}), []),
     (Opportunity("security_vulnerability", Severity.CRITICAL, "small", PY), [(MoveStartModel(PY, "big"),)]),
     (Opportunity("tool_upgrade", Severity.LOW, "big", None, {"newer": "big:latest"}), []),
     (Opportunity("training_needed", Severity.LOW, None, CPP), []),

@@ -400,3 +400,16 @@ async def test_gcc_builds_under_the_process_limit(level: SandboxLevel, tmp_path:
     (tmp_path / "m.c").write_text('#include <stdio.h>\nint main(void){puts("built");return 0;}\n')
     result = await run(level, tmp_path, "gcc -O2 -o m m.c && ./m", limits=Limits(cpu_s=30, processes=32))
     assert result.succeeded and "built" in result.output, result.output
+
+
+async def test_peak_memory_and_cpu_share_are_measured_from_outside(level: SandboxLevel, tmp_path: Path) -> None:
+    # the 300 MB are held by a grandchild: the peak is the largest process of the whole run
+    hold = "b = bytearray(300 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096])"
+    result = await run(level, tmp_path, f"sh -c \"python -c '{hold}'\"; python -c 'pass'",
+                       limits=Limits(cpu_s=30, address_space_mb=None))
+    assert result.succeeded, result.output
+    if level is SandboxLevel.NONE:
+        assert (result.peak_mb, result.cpu_percent) == (None, None)
+    else:
+        assert result.peak_mb is not None and 300 <= result.peak_mb < 450, result.peak_mb
+        assert result.cpu_percent is not None and 0 < result.cpu_percent <= 100, result.cpu_percent

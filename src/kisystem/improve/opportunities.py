@@ -19,8 +19,9 @@ type                        severity   fires when
                                        inventory model, e.g. ``qwen2.5-coder:3b`` beside ``:1.5b``;
                                        names carry no dates, so "newer" cannot be told from the list)
 ``resource_inefficiency``   MEDIUM     a measured memory > ``memory_mb`` (500) or CPU > ``cpu_percent``
-                                       (80 %); kisystem records neither today, so this fires only on
-                                       samples given to it (:class:`ResourceSample`)
+                                       (80 % of the machine): a domain's build or test phase (its
+                                       largest peak, its mean CPU), or an embedded server's peak memory
+                                       beyond its weights and KV cache (:mod:`kisystem.improve.resources`)
 ``error_pattern``           HIGH       the feedback loop detects a failure pattern (one error recurring,
                                        frequency >= 3, confidence >= 0.6): one per model, domain, error
 ``capability_gap``          MEDIUM     >= n of a domain's runs ended ``exhausted`` (every model of its
@@ -46,6 +47,8 @@ from typing import TYPE_CHECKING
 from kisystem.config import OptimizationConfig
 from kisystem.improve.health import HealthMonitor, RunRow, Tally
 from kisystem.improve.plans import OPPORTUNITY_TYPES, Opportunity, Severity
+from kisystem.improve.resources import ResourceSample
+from kisystem.improve.resources import samples as measured
 from kisystem.models.inventory import Inventory
 from kisystem.routing.meta import BIAS_MIN_RUNS
 from kisystem.store.learning import ModelEvidence
@@ -56,18 +59,6 @@ if TYPE_CHECKING:
 
 FINDINGS_KEPT = 3
 _JUST_BEFORE = timedelta(microseconds=1)  # windows [since, end]: the last ends before this
-
-
-@dataclass(frozen=True)
-class ResourceSample:
-    """A measured resource use: of a model (its server beyond weights and context) or a loop part
-    (e.g. ``test`` phase peak), in MB and % of one core."""
-
-    agent: str
-    what: str
-    memory_mb: float | None = None
-    cpu_percent: float | None = None
-    domain: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,9 +77,10 @@ class Inputs:
 
 
 def gather(monitor: HealthMonitor, days: int | None = None, *, offered: Mapping[str, Sequence[str]] | None = None,
-           resources: Sequence[ResourceSample] = ()) -> Inputs:
+           resources: Sequence[ResourceSample] | None = None) -> Inputs:
     """The inputs from the learning database: this window and the one before it, the feedback, the
-    patterns detected now (and stored), and the all-time evidence."""
+    patterns detected now (and stored), the all-time evidence, and the window's resource
+    measurements (unless ``resources`` are given)."""
     days = days or monitor.settings.lookback_days
     since, until = monitor.window(days)
     feedback = monitor.feedback
@@ -98,7 +90,9 @@ def gather(monitor: HealthMonitor, days: int | None = None, *, offered: Mapping[
         feedback=feedback.entries(since=since, types=["quality_score", "security"]),
         patterns=feedback.detect_patterns(None, days), evidence=monitor.store.model_evidence(),
         sla={m: s for m in monitor.inventory.models if (s := monitor.sla(m)) is not None},
-        offered=offered or {}, resources=resources,
+        offered=offered or {},
+        resources=resources if resources is not None else measured(monitor.store, since, until,
+                                                                    monitor.settings.min_samples),
     )  # fmt: skip
 
 
@@ -177,7 +171,7 @@ def resource_inefficiency(inputs: Inputs, config: OptimizationConfig, inventory:
                 if v is not None and v > limit}
         if over:
             found.append(Opportunity("resource_inefficiency", Severity.MEDIUM, r.agent, r.domain, {
-                "what": r.what, **over, "limits": {"memory_mb": s.memory_mb, "cpu_percent": s.cpu_percent}}))
+                "what": r.what, "part": r.part, **over, "limits": {"memory_mb": s.memory_mb, "cpu_percent": s.cpu_percent}}))
     return found
 
 

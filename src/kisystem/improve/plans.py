@@ -17,7 +17,8 @@ gets only the remedies that name no model):
 - ``performance_degradation``: the model's timeout x 0.75 (cut the slowest answers); then:
   drop the model from the domain's chain.
 - ``resource_inefficiency``: a model: drop it from the domain's chain; a loop part (the
-  build/test phases): two-tier profiling thresholds x 2 (fewer full profiles).
+  build/test phases): two-tier profiling thresholds x 2 (fewer full profiles); a model server:
+  none (its memory is the models' and the machine's; the opportunity reports it).
 - ``capability_gap``: ``stoploss_per_model`` + 1 (more tries per model); then: append the
   inventory's other models to the domain's chain, by rank.
 - ``tool_upgrade``, ``training_needed``: none.  Adding a model is an edit of the user's
@@ -32,7 +33,7 @@ its opportunity's; HIGH and CRITICAL plans wait for approval (:mod:`kisystem.imp
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -173,30 +174,33 @@ class SetTimeout:
         return f"timeout of {self.model}: {self.s:g} s"
 
 
+class _SetSection:
+    """A change that sets the config section ``section`` to the change's fields (named as in the config)."""
+
+    section: ClassVar[str]
+
+    def apply(self, overlay: Overlay, inventory: Inventory) -> Overlay:
+        return overlay.with_settings({self.section: asdict(self)})  # type: ignore[call-overload]
+
+
 @dataclass(frozen=True)
-class SetHybridWeights:
+class SetHybridWeights(_SetSection):
     meta_bias: float
     complexity: float
     failure_state: float
     kind: ClassVar[str] = "set_hybrid_weights"
-
-    def apply(self, overlay: Overlay, inventory: Inventory) -> Overlay:
-        weights = {"meta_bias": self.meta_bias, "complexity": self.complexity, "failure_state": self.failure_state}
-        return overlay.with_settings({"hybrid_decision_weights": weights})
+    section: ClassVar[str] = "hybrid_decision_weights"
 
     def describe(self) -> str:
         return f"hybrid weights {self.meta_bias:g}/{self.complexity:g}/{self.failure_state:g}"
 
 
 @dataclass(frozen=True)
-class SetTwoTierThresholds:
+class SetTwoTierThresholds(_SetSection):
     score_change_threshold: float
     max_tier0_streak: int
     kind: ClassVar[str] = "set_two_tier"
-
-    def apply(self, overlay: Overlay, inventory: Inventory) -> Overlay:
-        return overlay.with_settings({"two_tier_profiling": {
-            "score_change_threshold": self.score_change_threshold, "max_tier0_streak": self.max_tier0_streak}})
+    section: ClassVar[str] = "two_tier_profiling"
 
     def describe(self) -> str:
         return f"two-tier profiling: threshold {self.score_change_threshold:g}, streak {self.max_tier0_streak}"
@@ -284,87 +288,109 @@ def _pick(strategy: Strategy, opportunity: Opportunity, config: OptimizationConf
     return [ladder[-1] if strongest else ladder[0]]
 
 
+@dataclass(frozen=True)
+class _Case:
+    """One opportunity as its remedies see it: ``model`` None for a loop part (or a model gone)."""
+
+    domain: str | None
+    model: str | None
+    chain: Sequence[str]  # the domain's chain, () without a route
+    config: OptimizationConfig
+    inventory: Inventory
+    evidence: Mapping[str, Any]
+
+
 def _remedies(opp: Opportunity, config: OptimizationConfig,
               inventory: Inventory) -> tuple[list[_Remedy], list[_Remedy]]:
     """(the remedies mildest first, the extras) for one opportunity; empty where none applies."""
-    model = opp.agent if opp.agent in inventory.models else None  # else a loop part (or a model gone)
+    model = opp.agent if opp.agent in inventory.models else None
     chain = inventory.route(opp.domain).chain if opp.domain in inventory.routes else ()
-    kind = opp.type
-    if kind in ("success_rate_decline", "error_pattern", "quality_issues", "code_smell", "security_vulnerability"):
-        ladder = [] if kind in ("code_smell", "security_vulnerability") else _fewer_tries(model, config, inventory)
-        ladder += _start_after(opp.domain, model, chain)
-        extras = _lift_sooner(config) if model and kind in ("success_rate_decline", "error_pattern") else []
-        return ladder, extras
-    if kind == "performance_degradation":
-        return _shorter_timeout(model, inventory) + _without(opp.domain, model, chain), []
-    if kind == "resource_inefficiency":
-        return (_without(opp.domain, model, chain) if model else _fewer_full_profiles(config)), []
-    if kind == "capability_gap":
-        return _more_tries(config) + _longer_chain(opp.domain, chain, inventory), []
-    return [], []  # tool_upgrade, training_needed: see the module docstring
+    case = _Case(opp.domain, model, chain, config, inventory, opp.evidence)
+    ladder, extras = _REMEDIES[opp.type]
+    return _built(ladder, case), _built(extras, case)
 
 
-def _own_stoploss(model: str, config: OptimizationConfig, inventory: Inventory) -> int:
-    return inventory.models[model].stoploss or config.stoploss_per_model
+def _built(builders: Iterable[Callable[[_Case], _Remedy | None]], case: _Case) -> list[_Remedy]:
+    return [remedy for build in builders if (remedy := build(case)) is not None]
 
 
-def _fewer_tries(model: str | None, config: OptimizationConfig, inventory: Inventory) -> list[_Remedy]:
-    if model is None or (n := _own_stoploss(model, config, inventory)) <= 1:
-        return []
-    return [_Remedy((SetStoploss(model, n - 1),), f"escalate from {model} after {n - 1} failed tries, not {n}",
-                    "model_seconds")]
+def _fewer_tries(c: _Case) -> _Remedy | None:
+    if c.model is None or (n := c.inventory.models[c.model].stoploss or c.config.stoploss_per_model) <= 1:
+        return None
+    return _Remedy((SetStoploss(c.model, n - 1),), f"escalate from {c.model} after {n - 1} failed tries, not {n}",
+                   "model_seconds")
 
 
-def _start_after(domain: str | None, model: str | None, chain: Sequence[str]) -> list[_Remedy]:
-    if domain is None or not chain or chain[0] != model or len(chain) < 2:
-        return []
-    return [_Remedy((MoveStartModel(domain, chain[1]),), f"{domain} starts on {chain[1]}, not on {model}",
-                    "tasks_solved")]
+def _start_after(c: _Case) -> _Remedy | None:
+    if c.domain is None or len(c.chain) < 2 or c.chain[0] != c.model:
+        return None
+    return _Remedy((MoveStartModel(c.domain, c.chain[1]),), f"{c.domain} starts on {c.chain[1]}, not on {c.model}",
+                   "tasks_solved")
 
 
-def _lift_sooner(config: OptimizationConfig) -> list[_Remedy]:
-    w = config.hybrid_decision_weights
-    if w.meta_bias < HYBRID_SHIFT:
-        return []
+def _lift_sooner(c: _Case) -> _Remedy | None:
+    w = c.config.hybrid_decision_weights
+    if not c.model or w.meta_bias < HYBRID_SHIFT:
+        return None
     weights = SetHybridWeights(round(w.meta_bias - HYBRID_SHIFT, 6), w.complexity,
                                round(w.failure_state + HYBRID_SHIFT, 6))
-    return [_Remedy((weights,), "the hybrid floor lifts a failing task along its chain sooner", "tasks_solved")]
+    return _Remedy((weights,), "the hybrid floor lifts a failing task along its chain sooner", "tasks_solved")
 
 
-def _shorter_timeout(model: str | None, inventory: Inventory) -> list[_Remedy]:
-    if model is None:
-        return []
-    s = round(inventory.models[model].timeout_s * TIMEOUT_CUT, 1)
-    return [_Remedy((SetTimeout(model, s),), f"answers of {model} slower than {s:g} s are cut off",
-                    "model_seconds")]
+def _shorter_timeout(c: _Case) -> _Remedy | None:
+    if c.model is None:
+        return None
+    s = round(c.inventory.models[c.model].timeout_s * TIMEOUT_CUT, 1)
+    return _Remedy((SetTimeout(c.model, s),), f"answers of {c.model} slower than {s:g} s are cut off", "model_seconds")
 
 
-def _without(domain: str | None, model: str | None, chain: Sequence[str]) -> list[_Remedy]:
-    if domain is None or model not in chain or len(chain) < 2:
-        return []
-    rest = tuple(m for m in chain if m != model)
-    return [_Remedy((SetChain(domain, rest),), f"{domain} no longer runs {model}", "model_seconds")]
+def _without(c: _Case) -> _Remedy | None:
+    if c.domain is None or c.model not in c.chain or len(c.chain) < 2:
+        return None
+    rest = tuple(m for m in c.chain if m != c.model)
+    return _Remedy((SetChain(c.domain, rest),), f"{c.domain} no longer runs {c.model}", "model_seconds")
 
 
-def _fewer_full_profiles(config: OptimizationConfig) -> list[_Remedy]:
-    t = config.two_tier_profiling
+def _without_or_fewer_full_profiles(c: _Case) -> _Remedy | None:
+    """A model: drop it from the chain; a loop part (build/test): fewer full profiles (tier 1) per task;
+    a model server: none."""
+    if c.evidence.get("part") == "server":
+        return None
+    if c.model:
+        return _without(c)
+    t = c.config.two_tier_profiling
     change = SetTwoTierThresholds(min(100.0, t.score_change_threshold * 2), min(100, t.max_tier0_streak * 2))
-    return [_Remedy((change,), "fewer full profiles (tier 1) per task", "model_seconds")]
+    return _Remedy((change,), "fewer full profiles (tier 1) per task", "model_seconds")
 
 
-def _more_tries(config: OptimizationConfig) -> list[_Remedy]:
-    n = config.stoploss_per_model
+def _more_tries(c: _Case) -> _Remedy | None:
+    n = c.config.stoploss_per_model
     if n >= 5:
-        return []
-    return [_Remedy((SetStoploss(None, n + 1),), f"every model gets {n + 1} tries, not {n}", "tasks_solved")]
+        return None
+    return _Remedy((SetStoploss(None, n + 1),), f"every model gets {n + 1} tries, not {n}", "tasks_solved")
 
 
-def _longer_chain(domain: str | None, chain: Sequence[str], inventory: Inventory) -> list[_Remedy]:
-    if domain is None or not chain:
-        return []
-    others = sorted((m for m in inventory.models.values() if m.name not in chain), key=lambda m: m.rank)
+def _longer_chain(c: _Case) -> _Remedy | None:
+    if c.domain is None or not c.chain:
+        return None
+    others = sorted((m for m in c.inventory.models.values() if m.name not in c.chain), key=lambda m: m.rank)
     if not others:
-        return []
-    longer = (*chain, *(m.name for m in others))
-    return [_Remedy((SetChain(domain, longer),), f"{domain} escalates on to {', '.join(m.name for m in others)}",
-                    "tasks_solved")]
+        return None
+    longer = (*c.chain, *(m.name for m in others))
+    return _Remedy((SetChain(c.domain, longer),), f"{c.domain} escalates on to {', '.join(m.name for m in others)}",
+                   "tasks_solved")
+
+
+# Per opportunity type: (its remedies, mildest first; its extras), as the module docstring lists them.
+_REMEDIES: dict[str, tuple[tuple[Callable[[_Case], _Remedy | None], ...], ...]] = {
+    "success_rate_decline":    ((_fewer_tries, _start_after), (_lift_sooner,)),
+    "error_pattern":           ((_fewer_tries, _start_after), (_lift_sooner,)),
+    "quality_issues":          ((_fewer_tries, _start_after), ()),
+    "code_smell":              ((_start_after,), ()),
+    "security_vulnerability":  ((_start_after,), ()),
+    "performance_degradation": ((_shorter_timeout, _without), ()),
+    "resource_inefficiency":   ((_without_or_fewer_full_profiles,), ()),
+    "capability_gap":          ((_more_tries, _longer_chain), ()),
+    "tool_upgrade":            ((), ()),
+    "training_needed":         ((), ()),
+}  # fmt: skip

@@ -18,6 +18,7 @@ from kisystem.loop.scoring import PerformanceParser, ScoreInput
 from kisystem.loop.taskspec import TaskSpec
 from kisystem.loop.workspace import UnsafePathError, Workspace, WorkspaceKeeping
 from kisystem.models.base import Generation, GenerationRequest, Mode
+from kisystem.sandbox import ProcessResult
 from kisystem.sandbox.judge.session import JudgedRun, judged_run
 
 if TYPE_CHECKING:
@@ -138,6 +139,9 @@ class AttemptRunner:
                   request: GenerationRequest, generation: Generation, emit: Emit) -> Attempt:
         attempt = Attempt(model=model, score=0.0, t_generate=generation.total_s,
                           tokens_prompt=generation.prompt_tokens, tokens_completion=generation.completion_tokens)
+        emit("answer", prompt_tokens=generation.prompt_tokens, completion_tokens=generation.completion_tokens,
+             max_tokens=request.max_tokens, finish_reason=generation.finish_reason,
+             seconds=round(generation.total_s, 3))
         files = self._files(task, mode, request, generation.text)
         if _cut_off(generation) and task.language == "python" and task.solution_file in files:
             files[task.solution_file] = whole_statements(files[task.solution_file])
@@ -229,8 +233,14 @@ def _emitted(run: PhaseRun, emit: Emit) -> PhaseRun:
     """``run`` after its event: how it ended and, when judged, the judge's counts."""
     judged = {"judged": True, "passed": run.verdict.passed, "total": run.verdict.total} if run.verdict else {}
     emit(str(run.phase).lower(), ok=run.ok, seconds=round(run.duration_s, 3), attempts=run.attempts, **judged,
-         error=run.error.to_dict() if run.error else None)
+         **_resources(run.result), error=run.error.to_dict() if run.error else None)
     return run
+
+
+def _resources(result: ProcessResult) -> dict[str, float]:
+    """The phase's measured peak memory (MB) and CPU (% of the machine), where the sandbox measured them."""
+    measured = {"peak_mb": result.peak_mb, "cpu_percent": result.cpu_percent}
+    return {k: round(v, 1) for k, v in measured.items() if v is not None}
 
 
 def _score_input(task: TaskSpec, test: PhaseRun, metrics: Mapping[str, float]) -> ScoreInput:

@@ -17,6 +17,8 @@ from kisystem.loop.supervisor import LoopEvent, Supervisor
 from kisystem.improve import guardian
 from kisystem.improve.feedback import FeedbackLoop
 from kisystem.improve.recorder import FeedbackRecorder
+from kisystem.improve.resources import ServerWatch
+from kisystem.improve.teacher import Teacher
 from kisystem.improve.versions import OptimizationStore, apply_active
 from kisystem.loop.workspace import WorkspaceKeeping
 from kisystem.models.client import ModelClient
@@ -32,7 +34,6 @@ from kisystem.sandbox import SandboxLevel, describe_level
 from kisystem.store.learning import LearningStore
 
 log = logging.getLogger(__name__)
-LESSON_CHARS = 600  # about 150 tokens of "lessons from earlier runs" in a prompt
 STALE_RUN_S = 24 * 3600  # a 'running' row older than this belongs to a process that died
 
 
@@ -85,15 +86,6 @@ def _active_configuration(config: OptimizationConfig, inventory: Inventory, db: 
         return apply_active(config, inventory, versions, warn)
 
 
-def _teacher(feedback: FeedbackLoop) -> Callable[[str, str], str]:
-    """Lessons for a fix or optimize prompt, from the learnings of the model's recent patterns."""
-    def lessons(domain: str, model: str) -> str:
-        feedback.generate_learnings(model)  # patterns and learnings as of now
-        return feedback.lessons_for(domain, model, LESSON_CHARS)
-
-    return lessons
-
-
 def _top_domains(meta: MetaSupervisor, top: int) -> list[str]:
     """The ``top`` domains by P(d), or none while the record has no more domains than that
     (every domain would be "top", which says nothing)."""
@@ -141,7 +133,9 @@ async def loop_session(config: OptimizationConfig, inventory: Inventory, paths: 
                                      temperatures=(config.sample_temperature, config.repair_temperature),
                                      reviewer=guardian.review if config.static_analysis else None)
             feedback = FeedbackLoop(store, config.feedback)
-            recorder = FeedbackRecorder(feedback, forward=on_event)  # every run feeds improve/
+            watch = ServerWatch(fleet, store, paths.models_dir, forward=on_event) if fleet else on_event
+            teacher = Teacher(feedback, forward=watch) if config.lessons_in_prompts else None
+            recorder = FeedbackRecorder(feedback, forward=teacher or watch)  # every run feeds improve/
             yield Supervisor(config, inventory, generator, store, attempts, on_event=recorder, available=available,
-                             lessons=_teacher(feedback) if config.lessons_in_prompts else None, **routing)
+                             lessons=teacher.lessons if teacher else None, **routing)
 

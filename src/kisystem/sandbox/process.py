@@ -17,7 +17,8 @@ few seconds at most, even when a surviving process keeps the output pipe open.
 reaped below it, from kisystem's own ``wait4``: the program cannot write it.  Inside a pid
 namespace (bwrap, unshare) orphans are reaped by the namespace's init, so it covers the
 whole run; on a run that had to be killed it may be a lower bound.  At level ``none``
-orphans escape the accounting, so it is None there.
+orphans escape the accounting, so it is None there.  ``ProcessResult.peak_mb`` comes from the
+same ``wait4``: the peak resident memory of the largest process of the run (ru_maxrss).
 """
 
 from __future__ import annotations
@@ -85,6 +86,14 @@ class ProcessResult:
     stdout: str = ""  # with ``split_stdout`` only
     cpu_s: float | None = None  # user+system CPU of the whole run, measured from outside; None if unknown
     quota_exceeded: bool = False  # killed because the workdir outgrew ``Limits.disk_mb``
+    peak_mb: float | None = None  # peak resident memory of the run's largest process; None where cpu_s is
+
+    @property
+    def cpu_percent(self) -> float | None:
+        """CPU used over the run's wall time, in % of the whole machine (all cores)."""
+        if self.cpu_s is None or self.duration_s <= 0:
+            return None
+        return 100.0 * self.cpu_s / self.duration_s / (os.cpu_count() or 1)
 
     @property
     def succeeded(self) -> bool:
@@ -305,6 +314,7 @@ class _Ending:
     quota_used: int | None = None  # bytes found when the quota was exceeded
     returncode: int | None = None
     cpu_s: float | None = None
+    peak_mb: float | None = None
     ended_at: float = 0.0  # monotonic time of the exit, timeout or quota kill (before the cleanup)
 
 
@@ -358,9 +368,10 @@ def _result(ending: _Ending, level: SandboxLevel, argv: list[str], output: _Outp
         exit_code, sig = None, int(signal.SIGKILL)
     if ending.quota_used is not None:
         text += f"\ndisk quota of {limits.disk_mb} MiB exceeded: killed\n"
-    cpu = ending.cpu_s if level is not SandboxLevel.NONE else None
-    return ProcessResult(exit_code, sig, ending.timed_out, text, duration, level, stdout.text(), cpu,
-                         quota_exceeded=ending.quota_used is not None)
+    measured = level is not SandboxLevel.NONE
+    return ProcessResult(exit_code, sig, ending.timed_out, text, duration, level, stdout.text(),
+                         ending.cpu_s if measured else None, quota_exceeded=ending.quota_used is not None,
+                         peak_mb=ending.peak_mb if measured else None)
 
 
 async def _run(full: list[str], workdir: Path, env: dict[str, str], limits: Limits, uid: int | None,
@@ -449,6 +460,7 @@ async def _reap(proc: subprocess.Popen[bytes], ending: _Ending) -> None:
     if pid == proc.pid:
         proc.returncode = ending.returncode = os.waitstatus_to_exitcode(status)
         ending.cpu_s = usage.ru_utime + usage.ru_stime
+        ending.peak_mb = usage.ru_maxrss / 1024  # KiB on Linux
 
 
 async def _cleanup(proc: subprocess.Popen[bytes], ids: kill.RunIds, tasks: list[asyncio.Task[None]],
