@@ -51,15 +51,19 @@ class Db:
         self.store.close()
 
     def run(self, model: str, outcome: str = "success", iterations: tuple[tuple, ...] = ((10.0, False),),
-            tried: tuple[str, ...] = (), domain: str = PY, build_s: float | None = None) -> str:
+            tried: tuple[str, ...] = (), domain: str = PY, build_s: float | None = None,
+            answered: bool = False) -> str:
         """A finished run ending on ``model``: per iteration (generation seconds, ended with an error[, the
         model asked, default ``model``]), the clock moving on by the generation time (and a build of
-        ``build_s`` after it)."""
+        ``build_s`` after it); ``answered``: each generation also logs its ``answer`` event, as the loop does now."""
         run_id = self.store.start_run("t", domain, tried[0] if tried else model)
         for i, it in enumerate(iterations, 1):
             gen_s, error, asked = (*it, model)[:3]
             self.store.append_event(run_id, "generate", {"iteration": i, "model": asked})
-            self.clock.advance(seconds=gen_s + (build_s or 0.0))
+            self.clock.advance(seconds=gen_s)
+            if answered:
+                self.store.append_event(run_id, "answer", {"iteration": i, "model": asked, "seconds": gen_s})
+            self.clock.advance(seconds=build_s or 0.0)
             if build_s is not None:
                 self.store.append_event(run_id, "build", {"iteration": i, "model": asked, "ok": True,
                                                           "seconds": build_s})

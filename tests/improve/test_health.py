@@ -55,6 +55,11 @@ def test_health_from_recorded_runs_events_and_quality_feedback(db: Db) -> None:
     assert (health.details["sla_s"], health.details["timeout_s"], health.details["unmeasured"]) == (30.0, 60.0, [])
 
 
+def test_generation_time_is_the_answer_events_seconds(db: Db) -> None:
+    db.run(SMALL, iterations=((20.0, False), (40.0, True)), build_s=5.0, answered=True)
+    assert db.monitor.compute(SMALL).details["mean_generation_s"] == pytest.approx(30.0, abs=0.01)
+
+
 def test_slow_generations_lower_the_response_time_score(db: Db) -> None:
     db.run(SMALL, iterations=((40.0, False), (50.0, False)))  # mean 45 s: halfway from SLA 30 s to timeout 60 s
     health = db.monitor.compute(SMALL)

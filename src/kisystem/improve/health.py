@@ -10,9 +10,10 @@ over the runs that started in the last ``days`` days (config ``health.lookback_d
     (DESIGN decision 2), so a model that always fails and escalates is not invisible.
 ``response_time_score``
     From the model's mean generation time t over its generations.  A generation's time is
-    read from the run's events: from the ``generate`` event to the next event, less the
-    ``seconds`` that event reports for its own phase (a static-analysis ``review``, a build
-    or a test).  The SLA S is the model's inventory
+    the ``seconds`` of the ``answer`` event that follows its ``generate`` event; in runs
+    recorded before answer events existed, the time from ``generate`` to the next event,
+    less the ``seconds`` that event reports for its own phase (a static-analysis ``review``,
+    a build or a test).  The SLA S is the model's inventory
     ``timeout_s`` (the hard limit, where a generation is cut off) x ``health.sla_fraction``
     (0.5): score = 1 for t <= S, falling linearly to 0 at t = timeout_s.
 ``code_quality``
@@ -212,13 +213,14 @@ class NoHealth:
 _ITERATIONS = """
 WITH ev AS (
     SELECT r.domain, e.kind, e.ts, e.payload,
-        LEAD(e.ts) OVER w AS next_ts, LEAD(e.payload) OVER w AS next_payload
+        LEAD(e.ts) OVER w AS next_ts, LEAD(e.kind) OVER w AS next_kind, LEAD(e.payload) OVER w AS next_payload
     FROM run_events e JOIN runs r ON r.run_id = e.run_id
     WHERE r.ts >= ? AND r.ts < ? AND r.outcome != 'running'
     WINDOW w AS (PARTITION BY e.run_id ORDER BY e.id)
 )
 SELECT json_extract(payload, '$.model') AS model, domain, kind,
-    CASE WHEN kind = 'generate' AND next_ts IS NOT NULL THEN
+    CASE WHEN kind = 'generate' AND next_kind = 'answer' THEN json_extract(next_payload, '$.seconds')
+         WHEN kind = 'generate' AND next_ts IS NOT NULL THEN
         MAX(0.0, (julianday(next_ts) - julianday(ts)) * 86400.0
                  - COALESCE(json_extract(next_payload, '$.seconds'), 0.0)) END AS seconds,
     CASE WHEN kind = 'score' THEN json_extract(payload, '$.error') IS NOT NULL END AS error
