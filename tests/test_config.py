@@ -51,11 +51,18 @@ SPEC_DEFAULTS = {
     "backend_cooldown_s": 60,
     "static_analysis": True,
     "lessons_in_prompts": False,
+    "enable_scheduled_jobs": False,
     "feedback": {"pattern_min_frequency": 3, "pattern_min_confidence": 0.6, "pattern_lookback_days": 7,
                  "quality_threshold": 0.8, "performance_threshold": 0.5},
     "health": {"lookback_days": 7, "sla_fraction": 0.5, "unmeasured_quality": 0.8, "trend_points": 5.0,
                "trend_history": 5, "min_samples": 3, "decline_points": 5.0, "smell_share": 0.5,
                "security_min": 0.75, "gap_share": 0.5, "memory_mb": 500, "cpu_percent": 80.0},
+    "jobs": {"budget_window_days": 30, "domain_token_budget": 0, "domain_model_seconds_budget": 0.0,
+             "model_token_budget": 0, "model_seconds_budget": 0.0, "truncation_share": 0.1, "context_share": 0.85,
+             "near_context_share": 0.1, "formula_history_days": 90, "formula_min_runs": 30,
+             "profile_stale_points": 10.0, "smoke_problems": 3, "health_start_embedded": False,
+             "security_window_days": 30, "security_max_answers": 200, "pip_audit": True, "pip_audit_timeout_s": 180,
+             "improvement_strategy": "auto", "proposal_cooldown_hours": 24.0},
 }
 
 # Verbatim from the Phase 7 guide, section 7.

@@ -183,6 +183,40 @@ class HealthSettings(_Section):
     cpu_percent: float = _float(80.0, 1.0, 10_000.0)
 
 
+STRATEGIES = ("auto", "conservative", "aggressive", "minimal", "comprehensive")  # kisystem.improve.plans.Strategy
+
+
+@dataclass(frozen=True)
+class JobSettings(_Section):
+    """The built-in scheduled jobs (kisystem schedule; see kisystem.schedule.jobs).  Budgets are per
+    domain and per model over ``budget_window_days``; 0 means no budget."""
+
+    # token_budget (monthly): the window, budgets, and when it proposes a larger max_tokens / num_ctx
+    budget_window_days: int = _int(30, 1, 366)
+    domain_token_budget: int = _int(0, 0, 10**12)
+    domain_model_seconds_budget: float = _float(0.0, 0.0, 1e9)
+    model_token_budget: int = _int(0, 0, 10**12)
+    model_seconds_budget: float = _float(0.0, 0.0, 1e9)
+    truncation_share: float = _float(0.1)  # share of a model's answers cut at max_tokens
+    context_share: float = _float(0.85, 0.1, 1.0)  # a prompt this share of the context is near it
+    near_context_share: float = _float(0.1)  # share of a model's prompts near its context (or trimmed)
+    # formula_tuning (quarterly): the history it fits, the least it fits on, and the profiling replay's bar
+    formula_history_days: int = _int(90, 1, 3650)
+    formula_min_runs: int = _int(30, 2, 1_000_000)
+    profile_stale_points: float = _float(10.0, 0.0, 100.0)  # a profile this many points old is stale
+    # health_profiling (bi-weekly): the smoke set per reachable model
+    smoke_problems: int = _int(3, 1, 3)
+    health_start_embedded: bool = _bool(False)  # start the embedded servers for the smoke set (else: skipped)
+    # security_scan (daily): answers scanned per run and how far back; pip-audit of kisystem's own dependencies
+    security_window_days: int = _int(30, 1, 3650)
+    security_max_answers: int = _int(200, 1, 100_000)
+    pip_audit: bool = _bool(True)
+    pip_audit_timeout_s: int = _int(180, 5, 3600)
+    # improvement_proposals (continuous): the strategy, and how long an identical plan is not proposed again
+    improvement_strategy: str = _key("auto", Rule(str, choices=STRATEGIES))
+    proposal_cooldown_hours: float = _float(24.0, 0.0, 8760.0)
+
+
 @dataclass(frozen=True)
 class OptimizationConfig:
     max_optimization_iterations: int = _int(10, 1, 50)
@@ -228,10 +262,15 @@ class OptimizationConfig:
     # "Lessons from earlier runs" (improve/ learnings for the model and domain) in fix and
     # optimize prompts; off until a benchmark shows they help.
     lessons_in_prompts: bool = _bool(False)
+    # `kisystem queue run` also runs the due `continuous` scheduled jobs (improvement proposals)
+    # between tasks; off by default: `kisystem schedule run` is the scheduler's own process.
+    enable_scheduled_jobs: bool = _bool(False)
     # The feedback loop's pattern thresholds (kisystem feedback patterns / learnings).
     feedback: FeedbackSettings = _section(FeedbackSettings)
     # The optimization engine's health score and opportunity triggers (kisystem optimize).
     health: HealthSettings = _section(HealthSettings)
+    # The built-in scheduled jobs: budgets, thresholds, smoke set, strategy (kisystem schedule).
+    jobs: JobSettings = _section(JobSettings)
 
     @classmethod
     def load(cls, path: str | Path) -> OptimizationConfig:

@@ -93,7 +93,8 @@ class Spec:
 @dataclass
 class FakeFleet:
     home: Path
-    specs: list[Spec] = field(default_factory=lambda: [Spec("coder", "qwen2.5-coder-0.5b"), Spec("tiny", "smollm2-135m")])
+    specs: list[Spec] = field(default_factory=lambda: [Spec("coder", "qwen2.5-coder-0.5b"),
+                                                       Spec("tiny", "smollm2-135m")])
     urls: dict[str, str] = field(default_factory=lambda: {"coder": "http://127.0.0.1:18591",
                                                           "tiny": "http://127.0.0.1:18592"})
 

@@ -101,15 +101,18 @@ async def _run(app: AppContext, settings: Any) -> Any:
     from kisystem.loop.session import loop_session
     from kisystem.queue.ordering import learned_ordering, watch_loaded
     from kisystem.queue.runner import QueueRunner, derive_supervisor
+    from kisystem.schedule.daemon import continuous_jobs, finished_lines
 
     warn = lambda msg: app.err_console.print(f"[yellow]warning: {msg}[/yellow]")  # noqa: E731
     loaded: set[str] = set()
-    with open_queue(app) as queue, QueueView(app.err_console, _pending(queue), model_sizes(app.inventory)) as view:
+    jobs = continuous_jobs(app.config, app.inventory, app.paths, on_event=finished_lines(app.err_console))
+    with open_queue(app) as queue, QueueView(app.err_console, _pending(queue), model_sizes(app.inventory)) as view, \
+            jobs as between:
         async with loop_session(app.config, app.inventory, app.paths, warn=warn, on_fleet=view.fleet) as base:
             watcher = asyncio.create_task(_watch(app, base.generator, loaded, watch_loaded))
             runner = QueueRunner(queue, base.store, derive_supervisor(base), base.generator,
                                  lambda: learned_ordering(base.store, app.config, app.inventory, lambda: loaded),
-                                 settings=settings, inventory=app.inventory, on_event=view)  # fmt: skip
+                                 settings=settings, inventory=app.inventory, on_event=view, between=between)  # fmt: skip
             try:
                 return await runner.run()
             finally:

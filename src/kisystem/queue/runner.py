@@ -30,7 +30,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -201,7 +201,8 @@ class QueueRunner:
     def __init__(self, queue: QueueStore, learning: LearningStore, supervise: SupervisorFactory,
                  generator: Generator, ordering: Callable[[], Ordering], *,
                  settings: RunnerSettings = RunnerSettings(), inventory: Inventory | None = None,
-                 on_event: Callable[[QueueEvent], None] | None = None, holder: str | None = None) -> None:  # fmt: skip
+                 on_event: Callable[[QueueEvent], None] | None = None, holder: str | None = None,
+                 between: Callable[[], Awaitable[None]] | None = None) -> None:  # fmt: skip
         self.queue, self.learning, self.supervise = queue, learning, supervise
         self.settings = settings
         self.gate = BackendGate(generator, inventory, settings.per_backend)
@@ -211,6 +212,7 @@ class QueueRunner:
         self._ordering_source = ordering
         self._ordering = ordering()
         self._on_event = on_event
+        self._between = between  # awaited by a worker after each task and while idle (scheduled jobs)
         self._inflight: dict[int, asyncio.Task[TaskResult]] = {}
         self._lost: set[int] = set()
         self._last_recover = self._last_refresh = float("-inf")
@@ -265,12 +267,23 @@ class QueueRunner:
             claim = self.queue.claim(self.holder, self.settings.lease_s, self._ordering.pick)
             if claim is not None:
                 await self._run_claim(claim)
+                await self._between_tasks()
                 continue
             if not self.settings.follow and not self._inflight:
                 return
             await asyncio.sleep(self.settings.poll_s)
+            await self._between_tasks()
             if time.monotonic() - self._last_recover >= RECOVER_EVERY_S:
                 self.recover()
+
+    async def _between_tasks(self) -> None:
+        """The caller's hook between tasks (due continuous scheduled jobs); its failure never stops the queue."""
+        if self._between is None:
+            return
+        try:
+            await self._between()
+        except Exception:
+            log.exception("the between-tasks hook failed")
 
     async def _run_claim(self, claim: Claim) -> None:
         crash_point("after_claim")

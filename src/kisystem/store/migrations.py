@@ -427,6 +427,65 @@ _HEALTH_TRIGGERS = (
 )
 
 
+# -- migration 10: scheduled optimization jobs (seed D, DESIGN decision 8) -------------------
+# One row per job a scheduler has seen, never deleted (a job whose package was removed keeps
+# its history): when it is due next, who runs it now, and whether a run started and was not
+# yet logged (run_open: a holder that dies leaves it set).  A lease is a holder and an expiry
+# in unix seconds, like the queue's; due and run times are ISO-8601 UTC text.  Every run is
+# appended to schedule_runs when it ends (the seed's OptimizationResult nodes) and never changed.
+
+SCHEDULE_STATUSES: tuple[str, ...] = ("success", "error", "skipped")
+
+_SCHEDULE_JOBS = """
+CREATE TABLE schedule_jobs (
+    name          TEXT PRIMARY KEY CHECK (name != ''),
+    agent         TEXT NOT NULL,
+    trigger       TEXT NOT NULL CHECK (trigger != ''),
+    interval_s    REAL NOT NULL CHECK (interval_s >= 1),
+    description   TEXT NOT NULL DEFAULT '',
+    registered_ts TEXT NOT NULL,
+    next_due      TEXT NOT NULL,
+    lease_holder  TEXT,
+    lease_expires REAL,
+    last_started  TEXT,
+    last_finished TEXT,
+    run_open      INTEGER NOT NULL DEFAULT 0 CHECK (run_open IN (0, 1)),
+    CHECK ((lease_holder IS NULL) = (lease_expires IS NULL))
+) WITHOUT ROWID
+"""
+
+_SCHEDULE_RUNS = f"""
+CREATE TABLE schedule_runs (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    task      TEXT NOT NULL REFERENCES schedule_jobs(name),
+    agent     TEXT NOT NULL,
+    status    TEXT NOT NULL CHECK (status IN ({_in(SCHEDULE_STATUSES)})),
+    reason    TEXT,
+    result    TEXT NOT NULL DEFAULT '{{}}',
+    error     TEXT,
+    traceback TEXT,
+    started   TEXT NOT NULL,
+    finished  TEXT NOT NULL,
+    missed    INTEGER NOT NULL DEFAULT 0 CHECK (missed >= 0),
+    manual    INTEGER NOT NULL DEFAULT 0 CHECK (manual IN (0, 1)),
+    holder    TEXT,
+    CHECK (status != 'skipped' OR reason IS NOT NULL),
+    CHECK (status != 'error' OR error IS NOT NULL)
+)
+"""
+
+_SCHEDULE_TRIGGERS = (
+    """
+    CREATE TRIGGER schedule_runs_no_update BEFORE UPDATE ON schedule_runs
+    BEGIN SELECT RAISE(ABORT, 'schedule_runs is append-only'); END
+    """,
+    """
+    CREATE TRIGGER schedule_runs_no_delete BEFORE DELETE ON schedule_runs
+    BEGIN SELECT RAISE(ABORT, 'schedule_runs is append-only'); END
+    """,
+)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -525,6 +584,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         9,
         "health history: every computed health score of an agent, append-only",
         (_HEALTH_HISTORY, *_HEALTH_TRIGGERS, "CREATE INDEX idx_health_history_agent ON health_history(agent, days, id)"),
+    ),
+    Migration(
+        10,
+        "scheduled optimization jobs: registry with due times and leases, append-only run log",
+        (
+            _SCHEDULE_JOBS,
+            _SCHEDULE_RUNS,
+            *_SCHEDULE_TRIGGERS,
+            "CREATE INDEX idx_schedule_jobs_due ON schedule_jobs(next_due)",
+            "CREATE INDEX idx_schedule_runs_task ON schedule_runs(task, id)",
+            "CREATE INDEX idx_schedule_runs_started ON schedule_runs(started)",
+        ),
     ),
 )
 
