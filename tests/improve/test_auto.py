@@ -10,9 +10,20 @@ import pytest
 
 from kisystem.bench.routing import OutcomeTable
 from kisystem.config import HybridDecisionWeights, OptimizationConfig
-from kisystem.improve.auto import Validation, apply_plan, approve, auto_optimize, reject
+from kisystem.errors import UsageError
+from kisystem.improve.auto import UNREPLAYED, Validation, apply_plan, approve, auto_optimize, reject
 from kisystem.improve.overlay import Overlay
-from kisystem.improve.plans import Opportunity, Plan, SetChain, SetTimeout, SetTwoTierThresholds, Severity, Strategy
+from kisystem.improve.plans import (
+    Opportunity,
+    Plan,
+    SetChain,
+    SetContextTokens,
+    SetMaxTokens,
+    SetTimeout,
+    SetTwoTierThresholds,
+    Severity,
+    Strategy,
+)
 from kisystem.improve.validate import ReplayValidator
 from kisystem.improve.versions import OptimizationStore, PlanRefused, UnknownPlan, apply_active
 from tests.improve.optimize_support import (
@@ -100,6 +111,41 @@ def test_an_approved_plan_worse_on_replay_is_still_rolled_back(store) -> None:
     [waiting] = auto_optimize(store, CONFIG, fleet(), [declining()], Strategy.AUTO, validator(SMALL_GOOD))
     outcome = approve(store, waiting.plan.id, CONFIG, fleet(), validator(SMALL_GOOD))
     assert outcome.plan.status == "rolled_back" and store.active() is None
+
+
+def token_plan(store: OptimizationStore, *changes) -> Plan:
+    opp = Opportunity("quality_issues", Severity.MEDIUM, "small", PY, {"cause": "answers cut at max_tokens"})
+    return store.add_plan(Plan(opp, Strategy.AUTO, changes, "longer answers", "tasks_solved"), "awaiting_approval")
+
+
+def never(before, after) -> Validation:
+    raise AssertionError("no replay can judge a max_tokens or num_ctx plan")
+
+
+def test_an_approved_token_plan_no_replay_can_judge_is_kept_on_the_approval(store) -> None:
+    waiting = token_plan(store, SetMaxTokens("small", 640), SetContextTokens("small", 4096))
+    outcome = approve(store, waiting.id, CONFIG, fleet(), never)
+    assert outcome.plan.status == "applied_kept" and outcome.kept
+    assert outcome.result.detail == f"approved; {UNREPLAYED}"
+    small = apply_active(CONFIG, fleet(), store)[1].models["small"]
+    assert (small.max_tokens, small.context_tokens) == (640, 4096)
+    again = token_plan(store, SetMaxTokens("small", 1024))  # without outcomes to replay: none is needed
+    assert approve(store, again.id, CONFIG, fleet(), None).kept
+    assert apply_active(CONFIG, fleet(), store)[1].models["small"].max_tokens == 1024
+
+
+def test_an_approved_token_plan_that_does_not_fit_is_rolled_back(store) -> None:
+    waiting = token_plan(store, SetMaxTokens("small", 10**6))
+    outcome = approve(store, waiting.id, CONFIG, fleet(), None)
+    assert outcome.plan.status == "rolled_back" and store.active() is None
+    assert "does not fit" in outcome.result.detail and "max_tokens 1000000 is not an integer" in outcome.result.detail
+
+
+def test_a_replayable_plan_needs_a_validator_to_be_approved(store) -> None:
+    [waiting] = auto_optimize(store, CONFIG, fleet(), [declining()], Strategy.AUTO, validator(SMALL_USELESS))
+    with pytest.raises(UsageError, match=f"plan {waiting.plan.id} is validated by a replay"):
+        approve(store, waiting.plan.id, CONFIG, fleet(), None)
+    assert store.plan(waiting.plan.id).status == "awaiting_approval"
 
 
 def test_a_rejected_plan_is_never_applied(store) -> None:

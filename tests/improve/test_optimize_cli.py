@@ -13,7 +13,7 @@ from kisystem.bench.routing import save_table
 from kisystem.cli import main as cli_main
 from kisystem.config import OptimizationConfig
 from kisystem.improve.auto import auto_optimize
-from kisystem.improve.plans import Strategy
+from kisystem.improve.plans import Opportunity, Plan, SetMaxTokens, Severity, Strategy
 from kisystem.improve.validate import ReplayValidator
 from kisystem.improve.versions import OptimizationStore
 from tests.cli.support import kisystem, one_error_line
@@ -66,6 +66,18 @@ def test_approve_validates_on_the_recorded_outcomes_and_keeps_a_better_plan(home
     versions = as_json("config", "versions")
     assert [(v["version"], v["state"], v["active"]) for v in versions] == [(0, "shipped", False), (1, "kept", True)]
     assert versions[1]["overlay"]["routes"][PY] == {"start": "big", "escalation": ["small"]}
+
+
+def test_a_max_tokens_plan_is_approved_without_recorded_outcomes_and_read_back(home: Path) -> None:
+    opp = Opportunity("quality_issues", Severity.MEDIUM, "small", None, {"cause": "answers cut at max_tokens"})
+    with OptimizationStore.open(home / "learning.db") as store:
+        plan_id = store.add_plan(Plan(opp, Strategy.AUTO, (SetMaxTokens("small", 640),), "longer answers",
+                                      "tasks_solved"), "awaiting_approval").id
+    shown = as_json("optimize", "approve", str(plan_id))  # no routing-outcomes file: no replay is needed
+    assert shown["plan"]["status"] == "applied_kept" and shown["result"]["kept"]
+    assert as_json("config", "versions")[1]["overlay"]["models"] == {"small": {"max_tokens": 640}}
+    [listed] = as_json("optimize", "history", "small")
+    assert listed["changes"] == [{"kind": "set_max_tokens", "model": "small", "n": 640}]
 
 
 def test_history_lists_plans_and_their_results(home: Path) -> None:

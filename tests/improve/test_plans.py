@@ -8,13 +8,17 @@ import pytest
 
 from kisystem.config import OptimizationConfig
 from kisystem.errors import UsageError
-from kisystem.improve.overlay import Overlay
+from kisystem.improve.overlay import Overlay, OverlayError
 from kisystem.improve.plans import (
     CHANGE_TYPES,
     MoveStartModel,
     Opportunity,
+    Plan,
     SetChain,
+    SetContextTokens,
     SetHybridWeights,
+    SetMaxTokens,
+    SetMetaWeights,
     SetStoploss,
     SetTimeout,
     SetTwoTierThresholds,
@@ -28,7 +32,8 @@ from tests.improve.optimize_support import CPP, PY, declining, fleet, slow
 
 CONFIG = OptimizationConfig()
 EVERY_CHANGE = (MoveStartModel(PY, "big"), SetChain(CPP, ("huge", "big")), SetStoploss("small", 1),
-                SetStoploss(None, 3), SetTimeout("big", 90.0), SetHybridWeights(0.3, 0.3, 0.4),
+                SetStoploss(None, 3), SetTimeout("big", 90.0), SetMaxTokens("small", 640),
+                SetContextTokens("big", 8192), SetMetaWeights(0.4, 0.1, 0.2, 0.3), SetHybridWeights(0.3, 0.3, 0.4),
                 SetTwoTierThresholds(10.0, 8))
 
 
@@ -95,6 +100,44 @@ def test_changes_apply_to_an_overlay() -> None:
     assert config.stoploss_per_model == 3
     assert (config.two_tier_profiling.score_change_threshold, config.two_tier_profiling.max_tier0_streak) == (10.0, 8)
     assert config.hybrid_decision_weights.failure_state == 0.4
+    assert (inventory.models["small"].max_tokens, inventory.models["big"].context_tokens) == (640, 8192)
+    assert inventory.models["big"].max_tokens is None and inventory.models["small"].context_tokens is None
+    assert (config.meta_supervisor_weights.failure_weight, config.meta_supervisor_weights.recency_weight) == (0.4, 0.3)
+
+
+def test_token_changes_describe_themselves_and_only_they_are_beyond_a_replay() -> None:
+    assert SetMaxTokens("small", 640).describe() == "max_tokens of small: 640"
+    assert SetContextTokens("small", 4096).describe() == "num_ctx of small: 4096"
+    assert SetMetaWeights(0.4, 0.1, 0.2, 0.3).describe() == "meta-supervisor weights 0.4/0.1/0.2/0.3"
+    opp = Opportunity("quality_issues", Severity.MEDIUM, "small")
+    tokens = Plan(opp, Strategy.AUTO, (SetMaxTokens("small", 640), SetContextTokens("small", 4096)), "e", "m")
+    assert tokens.replayable is False
+    assert replace(tokens, changes=(SetMaxTokens("small", 640), SetTimeout("small", 30.0))).replayable is True
+    assert replace(tokens, changes=(SetMetaWeights(0.4, 0.1, 0.2, 0.3),)).replayable is True
+
+
+@pytest.mark.parametrize("change, problem", [
+    (SetMaxTokens("small", 8), "overlay tuning of 'small': max_tokens 8 is not an integer 16..32768"),
+    (SetContextTokens("big", 100), "overlay tuning of 'big': context_tokens 100 is not an integer 256..16777216"),
+    (SetMaxTokens("ghost", 640), "overlay tunes model 'ghost', not in the inventory"),
+    (SetMetaWeights(0.5, 0.5, 0.5, 0.5), "must sum to 1"),
+])
+def test_a_token_or_meta_change_out_of_range_does_not_fit(change, problem: str) -> None:
+    with pytest.raises(OverlayError, match=problem):
+        change.apply(Overlay(), fleet()).apply(CONFIG, fleet())
+
+
+def test_a_stored_token_plan_reads_back_in_a_process_that_imports_no_job() -> None:
+    """The change types live with the others: reading a stored plan needs no scheduled job's module."""
+    import subprocess
+    import sys
+
+    code = ("from kisystem.improve.plans import change_from_json; import sys; "
+            "c = change_from_json({'kind': 'set_num_ctx', 'model': 'm', 'n': 4096}); "
+            "assert 'kisystem.schedule.jobs.token_budget' not in sys.modules; print(c.describe())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "num_ctx of m: 4096"
 
 
 def test_every_change_type_round_trips_through_json() -> None:

@@ -107,6 +107,28 @@ def test_the_overlay_sets_routes_model_tuning_and_the_allowed_settings() -> None
     assert Overlay.from_json(TUNED.to_json()) == TUNED
 
 
+def test_the_overlay_sets_a_models_answer_budget_and_context_and_the_meta_weights() -> None:
+    overlay = Overlay(models={"small": ModelTuning(max_tokens=640, context_tokens=4096)},
+                      settings={"meta_supervisor_weights": {"failure_weight": 0.4, "recency_weight": 0.2}})
+    config, inventory = overlay.apply(CONFIG, fleet())
+    small = inventory.models["small"]
+    assert (small.max_tokens, small.context_tokens) == (640, 4096)
+    assert (small.stoploss, small.timeout_s) == (fleet().models["small"].stoploss, fleet().models["small"].timeout_s)
+    assert (config.meta_supervisor_weights.failure_weight, config.meta_supervisor_weights.recency_weight) == (0.4, 0.2)
+    assert overlay.to_json()["models"] == {"small": {"max_tokens": 640, "context_tokens": 4096}}
+    assert Overlay.from_json(overlay.to_json()) == overlay
+
+
+def test_an_overlay_stored_before_max_tokens_and_context_tokens_still_loads(store) -> None:
+    older = {"routes": {}, "models": {"small": {"stoploss": 1, "timeout_s": 30.0}}, "config": {}}
+    overlay = Overlay.from_json(older)
+    assert overlay.models["small"] == ModelTuning(stoploss=1, timeout_s=30.0)
+    assert overlay.models["small"].max_tokens is None and overlay.models["small"].context_tokens is None
+    version = store.activate(store.add_version(overlay, None, "old").id)
+    assert store.version(version.id).overlay.to_json()["models"] == older["models"]
+    assert apply_active(CONFIG, fleet(), store)[1].models["small"].max_tokens is None
+
+
 @pytest.mark.parametrize("overlay, problem", [
     (Overlay(routes={PY: Route(PY, "ghost", ("big",))}), "names ghost, not in the inventory"),
     (Overlay(routes={"Rust/Web": Route("Rust/Web", "big", ())}), "no route for"),
@@ -114,6 +136,11 @@ def test_the_overlay_sets_routes_model_tuning_and_the_allowed_settings() -> None
     (Overlay(models={"small": ModelTuning(stoploss=9)}), "stoploss 9"),
     (Overlay(settings={"target_score": 10}), "only stoploss_per_model"),
     (Overlay(settings={"hybrid_decision_weights": {"meta_bias": 0.9}}), "must sum to 1"),
+    (Overlay(settings={"meta_supervisor_weights": {"failure_weight": 0.9}}), "must sum to 1"),
+    (Overlay(models={"small": ModelTuning(max_tokens=0)}), "max_tokens 0 is not an integer 16..32768"),
+    (Overlay(models={"small": ModelTuning(max_tokens=640.0)}), "max_tokens 640.0 is not an integer"),
+    (Overlay(models={"small": ModelTuning(context_tokens=True)}), "context_tokens True is not an integer"),
+    (Overlay(models={"small": ModelTuning(context_tokens=1 << 30)}), "context_tokens 1073741824 is not an integer"),
 ])
 def test_an_overlay_that_does_not_fit_is_ignored_with_a_warning(store, overlay: Overlay, problem: str) -> None:
     with pytest.raises(OverlayError, match=problem):

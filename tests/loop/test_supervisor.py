@@ -193,6 +193,43 @@ def test_a_repair_and_a_fresh_sample_use_their_own_temperatures(tmp_path, task):
     assert (fresh.temperature, fresh.seed) == (0.7, 2) and (repair.temperature, repair.seed) == (0.3, 2)
 
 
+def with_max_tokens(model: str, n: int):
+    """INVENTORY with ``model``'s own answer budget, as the inventory file or an active version sets it."""
+    return replace(INVENTORY, models={**INVENTORY.models, model: replace(INVENTORY.models[model], max_tokens=n)})
+
+
+def test_a_request_asks_for_the_models_own_answer_budget_else_the_modes_default(tmp_path, task):
+    from kisystem.loop.attempt import CHAT_MAX_TOKENS, COMPLETION_MAX_TOKENS
+
+    runner = AttemptRunner(PhaseRunner(OptimizationConfig()), tmp_path)
+    assert runner.request_for(task, "small", "chat", None, 0).max_tokens == CHAT_MAX_TOKENS == 400
+    assert runner.request_for(task, "small", "completion", None, 0).max_tokens == COMPLETION_MAX_TOKENS == 256
+    assert runner.request_for(task, "small", "chat", None, 1, max_tokens=900).max_tokens == 900
+    assert runner.request_for(task, "small", "completion", None, 0, max_tokens=900).max_tokens == 900
+
+
+async def test_the_loop_asks_each_model_for_its_own_max_tokens_on_every_try(tmp_path, store, task):
+    sup, model = make(tmp_path, store, {"small": [WRONG, WRONG], "medium": [GOOD]}, repair_logic_errors=True)
+    sup.inventory = with_max_tokens("small", 900)
+    result = await sup.run_task(task)
+    assert result.models_tried == ("small", "medium")
+    assert [(r.model, r.max_tokens) for r in model.requests] == [("small", 900), ("small", 900), ("medium", 400)]
+    answers = [e.payload for e in store.events(result.run_id) if e.kind == "answer"]
+    assert [a["max_tokens"] for a in answers] == [900, 900, 400]  # what token_budget reads back
+
+
+async def test_a_trimmed_retry_keeps_the_models_max_tokens(tmp_path, store, task):
+    long_crash = "```python\ndef add(a, b):\n    return a + b\n" + "x = 1\n" * 2000 + "raise RuntimeError('boom')\n```"
+    model = ContextLimited({"small": [long_crash, GOOD]}, limit=6000)
+    sup, _ = make(tmp_path, store, {}, stoploss_per_model=5)
+    sup.inventory = with_max_tokens("small", 700)
+    sup.generator = model
+    result = await sup.run_task(task)
+    assert result.outcome == "success"
+    assert [e.kind for e in store.events(result.run_id)].count("trim") >= 1
+    assert {r.max_tokens for r in model.requests} == {700}  # the first, the refused and the trimmed one
+
+
 async def test_an_answer_cut_off_at_the_token_limit_is_salvaged_or_says_so(tmp_path, store, task):
     class CutOff(ScriptedModel):
         async def generate(self, request, on_text=None):

@@ -79,3 +79,36 @@ def test_the_first_token_budget_grows_with_the_prompt():
     assert timeouts_for(spec).first_token is None
     assert timeouts_for(spec, 30, 0).first_token == 30
     assert timeouts_for(spec, 30, 1000).first_token == 70  # 1000 tokens read at 25 tokens/s
+
+
+def ollama_inventory(url: str, **model) -> object:
+    return parse_inventory({
+        "endpoints": {"box": {"backend": "ollama", "base_url": url.rstrip("/")}},
+        "models": [{"name": "tiny", "rank": 1, "timeout_s": 5, "endpoint": "box", **model}],
+        "routes": {"Python/General": {"start": "tiny"}},
+    }, "ollama test")
+
+
+def answered(wire) -> str:
+    return wire.ndjson([{"model": "tiny", "message": {"role": "assistant", "content": "ok"}, "done": True,
+                         "done_reason": "stop", "prompt_eval_count": 3, "eval_count": 1}])
+
+
+async def test_ollama_is_asked_for_the_models_context_and_the_callers_request_stays_as_asked(httpserver, wire):
+    """num_ctx goes to Ollama, which serves what the prompt is checked against; the request (a cache key) keeps
+    None, and the answer budget is the model's max_tokens as the loop asked, shrunk only to fit."""
+    httpserver.expect_request("/api/chat", method="POST").respond_with_data(answered(wire))
+    request = GenerationRequest(model="tiny", max_tokens=3000, messages=[{"role": "user", "content": "x" * 4000}])
+    async with ModelClient(ollama_inventory(httpserver.url_for("/"), context_tokens=4096), gate=None) as client:
+        await client.generate(request)
+    options = httpserver.log[-1][0].get_json()["options"]
+    # 4000 bytes estimated at 2 per token plus 8 for the message: 2008; 4096 - 2008 = 2088 of the 3000 asked
+    assert options["num_ctx"] == 4096 and options["num_predict"] == 2088 == request.max_tokens
+    assert request.num_ctx is None
+
+
+async def test_ollama_without_a_known_context_is_sent_none(httpserver, wire):
+    httpserver.expect_request("/api/chat", method="POST").respond_with_data(answered(wire))
+    async with ModelClient(ollama_inventory(httpserver.url_for("/")), gate=None) as client:
+        await client.generate(GenerationRequest(model="tiny", messages=[{"role": "user", "content": "x"}]))
+    assert "num_ctx" not in httpserver.log[-1][0].get_json()["options"]

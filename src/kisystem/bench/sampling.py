@@ -18,7 +18,7 @@ async def judged_sample(sup: Supervisor, task: TaskSpec, spec: ModelSpec, index:
     A backend error is a failed sample (its seconds count); a missing model or a dead
     backend is no sample and propagates.
     """
-    request = sup.attempts.request_for(task, spec.name, spec.mode, None, index)
+    request = sup.attempts.request_for(task, spec.name, spec.mode, None, index, spec.max_tokens)
     started = time.monotonic()
     try:
         generation = await sup.generator.generate(request)

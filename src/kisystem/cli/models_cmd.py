@@ -25,7 +25,7 @@ from kisystem.models.base import GenerationRequest
 from kisystem.models.client import ModelClient
 from kisystem.models.gate import GenerationGate
 from kisystem.models.inventory import Inventory
-from kisystem.models.server import ServedModel, embedded_specs, serve
+from kisystem.models.server import ServedModel, embedded_specs, parse_n_ctx, serve, with_contexts
 
 
 @click.group("models")
@@ -126,11 +126,14 @@ def _pull_with_bar(app: AppContext, model: catalog.EmbeddedModel, force: bool) -
 
 @models_group.command("serve")
 @click.option("--model", "names", multiple=True, help="Serve only this embedded model (repeatable).")
+@click.option("--n-ctx", "contexts", multiple=True, metavar="MODEL=TOKENS",
+              help="Serve MODEL with this context (repeatable) [default: the inventory's context_tokens].")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 @pass_app
-def serve_cmd(app: AppContext, names: tuple[str, ...], quiet: bool) -> None:
+def serve_cmd(app: AppContext, names: tuple[str, ...], contexts: tuple[str, ...], quiet: bool) -> None:
     """Serve the embedded models with llama.cpp on 127.0.0.1 until Ctrl-C."""
-    specs = embedded_specs(app.inventory, list(names) or None)
+    inventory = with_contexts(app.inventory, parse_n_ctx(contexts))
+    specs = embedded_specs(inventory, list(names) or None)
     if not specs:
         raise click.UsageError("the inventory has no embedded models (set model_profile to 'embedded')")
 
@@ -138,7 +141,7 @@ def serve_cmd(app: AppContext, names: tuple[str, ...], quiet: bool) -> None:
         if not quiet:
             app.console.print(f"{served.spec.name}: {served.url}/v1 ready in {seconds:.2f} s")
 
-    serve(app.inventory, app.paths.models_dir, [s.name for s in specs], on_ready=ready)
+    serve(inventory, app.paths.models_dir, [s.name for s in specs], on_ready=ready)
 
 
 @models_group.command("ask")

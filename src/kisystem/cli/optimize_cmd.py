@@ -191,7 +191,8 @@ def stats(app: AppContext, as_json: bool) -> None:
 @JSON_OPTION
 @pass_app
 def approve(app: AppContext, plan_id: int, outcomes: Path | None, as_json: bool) -> None:
-    """Apply plan PLAN_ID (awaiting approval): kept if better on replay, else rolled back."""
+    """Apply plan PLAN_ID (awaiting approval): kept if better on replay, else rolled back (a max_tokens
+    or num_ctx plan, which no replay can judge: kept)."""
     from kisystem.improve.validate import (
         ReplayValidator,  # the replay pulls in the loop: only here
     )
@@ -199,8 +200,9 @@ def approve(app: AppContext, plan_id: int, outcomes: Path | None, as_json: bool)
     with optimization_store(app, create=False) as store:
         if store is None:
             raise UnknownPlan(f"no optimization plan {plan_id}")
-        store.plan(plan_id)  # an unknown id is reported before any outcomes are looked for
-        validator = ReplayValidator(_outcome_table(app, outcomes))
+        plan = store.plan(plan_id)  # an unknown id is reported before any outcomes are looked for
+        # A plan no replay can judge (max_tokens, num_ctx) needs no recorded outcomes: the approval decides.
+        validator = ReplayValidator(_outcome_table(app, outcomes)) if plan.replayable else None
         outcome = approve_plan(store, plan_id, app.config, app.inventory, validator, warn=_warner(app))
     _print_outcome(outcome.plan, outcome.result, as_json)
 

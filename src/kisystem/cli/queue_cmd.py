@@ -111,7 +111,7 @@ async def _run(app: AppContext, settings: Any) -> Any:
         async with loop_session(app.config, app.inventory, app.paths, warn=warn, on_fleet=view.fleet) as base:
             watcher = asyncio.create_task(_watch(app, base.generator, loaded, watch_loaded))
             runner = QueueRunner(queue, base.store, derive_supervisor(base), base.generator,
-                                 lambda: learned_ordering(base.store, app.config, app.inventory, lambda: loaded),
+                                 lambda: learned_ordering(base.store, base.config, base.inventory, lambda: loaded),
                                  settings=settings, inventory=app.inventory, on_event=view, between=between)  # fmt: skip
             try:
                 return await runner.run()

@@ -6,7 +6,9 @@ after.  Only a version that is better on the validator's metric is activated
 ("applied_kept"); any other stays stored, marked ``rolled_back``, and the active version
 does not change.  Before and after figures, the decision and why are stored with the plan.
 Plans of HIGH or CRITICAL severity are stored as ``awaiting_approval`` and applied only
-by :func:`approve`; :func:`reject` closes them.
+by :func:`approve`; :func:`reject` closes them.  A plan no replay can judge (its changes are
+not ``replayable``: a model's answer budget or context) is kept on approval without one,
+once its version fits: the person who approved it decided.
 
 ``config`` and ``inventory`` are always the shipped configuration (as loaded from the
 config file and the inventory); the active version's overlay is applied on top here.
@@ -25,6 +27,7 @@ from kisystem.improve.versions import OptimizationStore, PlanResult, apply_activ
 from kisystem.models.inventory import Inventory
 
 Warn = Callable[[str], None]
+UNREPLAYED = "kept: no replay of recorded answers can show this change; the approval decides"
 
 
 @dataclass(frozen=True)
@@ -70,11 +73,15 @@ def auto_optimize(store: OptimizationStore, config: OptimizationConfig, inventor
 
 
 def approve(store: OptimizationStore, plan_id: int, config: OptimizationConfig, inventory: Inventory,
-            validator: Validator, warn: Warn | None = None) -> PlanOutcome:
-    """Apply a plan that awaits approval, validated and kept or rolled back as any other."""
+            validator: Validator | None, warn: Warn | None = None) -> PlanOutcome:
+    """Apply a plan that awaits approval, validated and kept or rolled back as any other; a plan no
+    replay can judge is kept once its version fits (``validator`` may then be None)."""
+    if validator is None and store.plan(plan_id).replayable:
+        raise UsageError(f"plan {plan_id} is validated by a replay: give recorded outcomes to replay")
     # Claimed first (awaiting_approval -> proposed) so that two approvals cannot both apply it.
     plan = store.set_plan_status(plan_id, "proposed", ("awaiting_approval",))
-    return apply_plan(store, config, inventory, plan, validator, warn, note="approved; ")
+    return apply_plan(store, config, inventory, plan, validator if plan.replayable else None, warn,
+                      note="approved; ")
 
 
 def reject(store: OptimizationStore, plan_id: int) -> Plan:
@@ -83,8 +90,10 @@ def reject(store: OptimizationStore, plan_id: int) -> Plan:
 
 
 def apply_plan(store: OptimizationStore, config: OptimizationConfig, inventory: Inventory, plan: Plan,
-               validator: Validator, warn: Warn | None = None, note: str = "") -> PlanOutcome:
-    """Copy-on-write: a new version from the active one plus ``plan``; kept only if the validator finds it better."""
+               validator: Validator | None, warn: Warn | None = None, note: str = "") -> PlanOutcome:
+    """Copy-on-write: a new version from the active one plus ``plan``; kept only if the validator finds it better.
+
+    ``validator`` None (only :func:`approve` passes it, for a plan no replay can judge): kept once it fits."""
     assert plan.id is not None, "a plan is stored before it is applied"
     parent = store.active()
     parent_id = parent.id if parent else None
@@ -101,11 +110,13 @@ def apply_plan(store: OptimizationStore, config: OptimizationConfig, inventory: 
 
 
 def _validated(plan_id: int, version: int, metric: str, before: Configured, overlay: Overlay,
-               config: OptimizationConfig, inventory: Inventory, validator: Validator) -> PlanResult:
+               config: OptimizationConfig, inventory: Inventory, validator: Validator | None) -> PlanResult:
     try:
         after = overlay.apply(config, inventory)
     except UsageError as err:
         return PlanResult(plan_id, version, False, metric, detail=f"rolled back: the new version does not fit: {err}")
+    if validator is None:
+        return PlanResult(plan_id, version, True, metric, detail=UNREPLAYED)
     try:
         check = validator(before, after)
     except KisystemError as err:

@@ -1,31 +1,46 @@
 """The routing and tuning overlay: what a configuration version changes over the shipped configuration.
 
-An overlay names, per domain, a route (start model and escalation), per model a stop-loss
-and a generation timeout, and the few OptimizationConfig values a plan may change
-(:data:`SETTINGS`).  It never touches anything else: no source code, no endpoints, no
+An overlay names, per domain, a route (start model and escalation), per model a stop-loss,
+a generation timeout, an answer budget (``max_tokens``) and a context (``context_tokens``,
+which an embedded model is also served with), and the few OptimizationConfig values a plan
+may change (:data:`SETTINGS`).  It never touches anything else: no source code, no endpoints, no
 other config key (DESIGN decision 7).  Applying it validates it against the inventory and
 the config's own rules; an overlay that does not fit raises :class:`OverlayError`.
 
 JSON form::
 
     {"routes": {"Python/General": {"start": "m", "escalation": ["big"]}},
-     "models": {"m": {"stoploss": 1, "timeout_s": 90.0}},
-     "config": {"stoploss_per_model": 3, "hybrid_decision_weights": {...}, "two_tier_profiling": {...}}}
+     "models": {"m": {"stoploss": 1, "timeout_s": 90.0, "max_tokens": 640, "context_tokens": 4096}},
+     "config": {"stoploss_per_model": 3, "meta_supervisor_weights": {...}, "hybrid_decision_weights": {...},
+                "two_tier_profiling": {...}}}
+
+A model's keys are all optional: an overlay stored before ``max_tokens`` and ``context_tokens``
+existed reads back unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from kisystem.config import OptimizationConfig
 from kisystem.errors import ConfigError, UsageError
-from kisystem.models.inventory import Inventory, ModelSpec, Route
+from kisystem.models.inventory import (
+    CONTEXT_TOKENS_RANGE,
+    MAX_TOKENS_RANGE,
+    STOPLOSS_RANGE,
+    Inventory,
+    ModelSpec,
+    Route,
+    integer_problem,
+)
 
-SETTINGS: tuple[str, ...] = ("stoploss_per_model", "hybrid_decision_weights", "two_tier_profiling")
+SETTINGS: tuple[str, ...] = ("stoploss_per_model", "meta_supervisor_weights", "hybrid_decision_weights",
+                             "two_tier_profiling")
 """The OptimizationConfig keys (top level; sections whole or in part) an overlay may set."""
-STOPLOSS_RANGE = (1, 5)  # as the inventory's own per-model stoploss
+_INTEGERS = {"stoploss": STOPLOSS_RANGE, "max_tokens": MAX_TOKENS_RANGE, "context_tokens": CONTEXT_TOKENS_RANGE}
+"""A model's integer tunings and their ranges, as the inventory's own keys."""
 
 Configured = tuple[OptimizationConfig, Inventory]
 """A configuration as the loop uses it: the config and the inventory (models and routes)."""
@@ -37,13 +52,19 @@ class OverlayError(UsageError):
 
 @dataclass(frozen=True)
 class ModelTuning:
-    """A model's own stop-loss and generation timeout; None keeps the inventory's."""
+    """A model's own stop-loss, generation timeout, answer budget and context; None keeps the inventory's."""
 
     stoploss: int | None = None
     timeout_s: float | None = None
+    max_tokens: int | None = None
+    context_tokens: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in (("stoploss", self.stoploss), ("timeout_s", self.timeout_s)) if v is not None}
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelTuning:
+        return cls(**{f.name: data.get(f.name) for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -83,7 +104,7 @@ class Overlay:
         try:
             routes = {d: Route(d, str(r["start"]), tuple(str(m) for m in r.get("escalation", ())))
                       for d, r in data.get("routes", {}).items()}
-            models = {m: ModelTuning(t.get("stoploss"), t.get("timeout_s")) for m, t in data.get("models", {}).items()}
+            models = {m: ModelTuning.from_json(t) for m, t in data.get("models", {}).items()}
         except (AttributeError, KeyError, TypeError) as err:
             raise OverlayError(f"malformed overlay ({type(err).__name__}: {err})") from err
         return cls(routes, models, dict(data.get("config", {})))
@@ -129,12 +150,13 @@ def _check_route(inventory: Inventory, route: Route) -> None:
 def _tuned(inventory: Inventory, name: str, tuning: ModelTuning) -> ModelSpec:
     if name not in inventory.models:
         raise OverlayError(f"overlay tunes model {name!r}, not in the inventory")
-    lo, hi = STOPLOSS_RANGE
-    if tuning.stoploss is not None and (isinstance(tuning.stoploss, bool) or not isinstance(tuning.stoploss, int)
-                                        or not lo <= tuning.stoploss <= hi):
-        raise OverlayError(f"overlay stoploss {tuning.stoploss!r} of {name!r} is not an integer {lo}..{hi}")
+    for key, bounds in _INTEGERS.items():
+        value = getattr(tuning, key)
+        if value is not None and (problem := integer_problem(key, value, bounds)):
+            raise OverlayError(f"overlay tuning of {name!r}: {problem}")
     if tuning.timeout_s is not None and not (isinstance(tuning.timeout_s, int | float) and tuning.timeout_s > 0):
         raise OverlayError(f"overlay timeout_s {tuning.timeout_s!r} of {name!r} is not a number above 0")
-    spec = inventory.models[name]
-    return replace(spec, stoploss=tuning.stoploss if tuning.stoploss is not None else spec.stoploss,
-                   timeout_s=float(tuning.timeout_s) if tuning.timeout_s is not None else spec.timeout_s)
+    tuned = {k: v for k, v in asdict(tuning).items() if v is not None}
+    if "timeout_s" in tuned:
+        tuned["timeout_s"] = float(tuned["timeout_s"])
+    return replace(inventory.models[name], **tuned)

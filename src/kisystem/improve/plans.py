@@ -24,6 +24,12 @@ gets only the remedies that name no model):
 - ``tool_upgrade``, ``training_needed``: none.  Adding a model is an edit of the user's
   inventory, and too few runs call for more runs (the queue), not for a routing change.
 
+Other changes come from the scheduled jobs: a model's answer budget (:class:`SetMaxTokens`)
+and context (:class:`SetContextTokens`) from the token budget review, the meta-supervisor
+weights (:class:`SetMetaWeights`) from formula tuning.  The first two change the answers
+themselves, which no replay of recorded answers can show (``replayable`` False): such a plan
+waits for approval, and the approval decides (:func:`kisystem.improve.auto.approve`).
+
 Strategies pick among them: MINIMAL the mildest remedy of HIGH and CRITICAL opportunities
 only ("only critical fixes"); CONSERVATIVE the mildest of every opportunity; AGGRESSIVE the
 strongest of every one; AUTO the mildest for LOW and MEDIUM, the strongest for HIGH and
@@ -104,6 +110,9 @@ class Opportunity:
 
 
 class Change(Protocol):
+    """A typed change; one whose effect no replay of recorded answers can show says so with a class
+    attribute ``replayable = False`` (absent: True)."""
+
     kind: ClassVar[str]
 
     def apply(self, overlay: Overlay, inventory: Inventory) -> Overlay: ...
@@ -184,6 +193,53 @@ class _SetSection:
 
 
 @dataclass(frozen=True)
+class SetMaxTokens:
+    """The largest answer, in tokens, the loop asks ``model`` for (its ``max_tokens``)."""
+
+    model: str
+    n: int
+    kind: ClassVar[str] = "set_max_tokens"
+    replayable: ClassVar[bool] = False  # a recorded answer cut at the old budget cannot show the longer one
+
+    def apply(self, overlay: Overlay, inventory: Inventory) -> Overlay:
+        return overlay.with_model(self.model, max_tokens=self.n)
+
+    def describe(self) -> str:
+        return f"max_tokens of {self.model}: {self.n}"
+
+
+@dataclass(frozen=True)
+class SetContextTokens:
+    """The context (num_ctx: prompt plus answer) ``model`` is checked with, and an embedded or
+    Ollama model is served with (its ``context_tokens``)."""
+
+    model: str
+    n: int
+    kind: ClassVar[str] = "set_num_ctx"
+    replayable: ClassVar[bool] = False  # no recorded answer had the larger context
+
+    def apply(self, overlay: Overlay, inventory: Inventory) -> Overlay:
+        return overlay.with_model(self.model, context_tokens=self.n)
+
+    def describe(self) -> str:
+        return f"num_ctx of {self.model}: {self.n}"
+
+
+@dataclass(frozen=True)
+class SetMetaWeights(_SetSection):
+    failure_weight: float
+    time_weight: float
+    count_weight: float
+    recency_weight: float
+    kind: ClassVar[str] = "set_meta_weights"
+    section: ClassVar[str] = "meta_supervisor_weights"
+
+    def describe(self) -> str:
+        return (f"meta-supervisor weights {self.failure_weight:g}/{self.time_weight:g}/{self.count_weight:g}/"
+                f"{self.recency_weight:g}")
+
+
+@dataclass(frozen=True)
 class SetHybridWeights(_SetSection):
     meta_bias: float
     complexity: float
@@ -207,7 +263,8 @@ class SetTwoTierThresholds(_SetSection):
 
 
 CHANGE_TYPES: dict[str, type] = {c.kind: c for c in (
-    MoveStartModel, SetChain, SetStoploss, SetTimeout, SetHybridWeights, SetTwoTierThresholds)}
+    MoveStartModel, SetChain, SetStoploss, SetTimeout, SetMaxTokens, SetContextTokens, SetMetaWeights,
+    SetHybridWeights, SetTwoTierThresholds)}
 
 
 def change_to_json(change: Change) -> dict[str, Any]:
@@ -240,6 +297,11 @@ class Plan:
     @property
     def severity(self) -> Severity:
         return self.opportunity.severity
+
+    @property
+    def replayable(self) -> bool:
+        """False when no change of the plan can be judged by a replay of recorded answers."""
+        return any(getattr(c, "replayable", True) for c in self.changes)
 
     def apply_to(self, overlay: Overlay, inventory: Inventory) -> Overlay:
         """``overlay`` with every change of the plan, in order."""

@@ -24,7 +24,7 @@ from kisystem.sandbox.judge.session import JudgedRun, judged_run
 if TYPE_CHECKING:
     from kisystem.improve.guardian import Review
 
-CHAT_MAX_TOKENS = 400
+CHAT_MAX_TOKENS = 400  # the answer budgets of a model without its own max_tokens (inventory or configuration)
 COMPLETION_MAX_TOKENS = 256
 
 CUT_OFF_HINT = ("The answer was cut off at {tokens} tokens, before it was complete. Reply with the code "
@@ -124,16 +124,18 @@ class AttemptRunner:
         self.keeping.retire(self.root.resolve(), run_id, solved=solved)
 
     def request_for(self, task: TaskSpec, model: str, mode: Mode, feedback: prompts.Feedback | None,
-                    tries_on_model: int) -> GenerationRequest:
+                    tries_on_model: int, max_tokens: int | None = None) -> GenerationRequest:
+        """The request for one try; ``max_tokens`` is the model's own answer budget (its ModelSpec's),
+        None for the mode's default."""
         # Later tries on a model sample (seeded, so a rerun asks the same), or a retry would repeat the answer.
         temperature = self.repair_temperature if feedback else self.sample_temperature
         sampling = {"temperature": temperature, "seed": tries_on_model} if tries_on_model else {}
         if mode == "completion":
             stop = list(task.completion.stop) if task.completion else []
             return GenerationRequest(model=model, mode=mode, prompt=prompts.completion_prompt(task, feedback),
-                                     max_tokens=COMPLETION_MAX_TOKENS, stop=stop, **sampling)
+                                     max_tokens=max_tokens or COMPLETION_MAX_TOKENS, stop=stop, **sampling)
         return GenerationRequest(model=model, mode=mode, messages=prompts.chat_messages(task, feedback),
-                                 max_tokens=CHAT_MAX_TOKENS, **sampling)
+                                 max_tokens=max_tokens or CHAT_MAX_TOKENS, **sampling)
 
     async def run(self, task: TaskSpec, run_id: str, iteration: int, model: str, mode: Mode,
                   request: GenerationRequest, generation: Generation, emit: Emit) -> Attempt:

@@ -215,12 +215,13 @@ class Supervisor:
                        feedback: prompts.Feedback | None, tries_on_model: int) -> Attempt:
         spec = self.inventory.model(model)
         emit = lambda kind, **data: self._emit(kind, task, run_id, iteration, model, **data)  # noqa: E731
-        request = self.attempts.request_for(task, spec.name, spec.mode, feedback, tries_on_model)
+        request = self.attempts.request_for(task, spec.name, spec.mode, feedback, tries_on_model, spec.max_tokens)
         emit("generate", temperature=request.temperature)
         try:
             request, generation = await self._generate(request, feedback, emit,
                                                        lambda fb: self.attempts.request_for(
-                                                           task, spec.name, spec.mode, fb, tries_on_model))
+                                                           task, spec.name, spec.mode, fb, tries_on_model,
+                                                           spec.max_tokens))
         except SKIP_MODEL:
             raise
         except BackendError as err:

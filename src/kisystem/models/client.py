@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal, Self
 
 from kisystem.models.adapters import make_adapter
 from kisystem.models.base import (
+    Endpoint,
     Generation,
     GenerationRequest,
     ModelAdapter,
@@ -37,7 +39,9 @@ class ModelClient:
     Generations by endpoints on this machine take a slot of ``gate`` first (by default the
     kisystem home's gate with the automatic slot count; None: no gate).  Every prompt is
     measured first: one that cannot fit its model's context raises PromptTooLong unsent, and
-    the answer's max_tokens shrinks to what fits beside it.
+    the answer's max_tokens shrinks to what fits beside it.  Ollama is asked for the model's
+    ``context_tokens`` as num_ctx, so that it serves the context prompts are checked against
+    (kisystem's own servers are started with it; another OpenAI-compatible server has its own).
     """
 
     def __init__(self, inventory: Inventory, gate: GenerationGate | Literal["auto"] | None = "auto",
@@ -62,10 +66,11 @@ class ModelClient:
         size = await self.measure(request)
         request.max_tokens = answer_budget(spec.name, size, spec.context_tokens, request.max_tokens)
         timeouts = timeouts_for(spec, self.first_token_timeout_s, size.tokens)
+        sent = _with_context(request, spec, self.inventory.endpoint_of(spec.name))
         if self.gate is None or not is_local(self.inventory.endpoint_of(spec.name).base_url):
-            return await adapter.generate(request, timeouts, on_text)
+            return await adapter.generate(sent, timeouts, on_text)
         async with self.gate.hold() as waited:
-            generation = await adapter.generate(request, timeouts, on_text)
+            generation = await adapter.generate(sent, timeouts, on_text)
         # total_s is timed inside the adapter, so the model-seconds exclude this wait.
         generation.backend_stats["gate_wait_s"] = waited
         return generation
@@ -85,3 +90,11 @@ class ModelClient:
 
     async def __aexit__(self, *exc) -> None:
         await self.aclose()
+
+
+def _with_context(request: GenerationRequest, spec: ModelSpec, endpoint: Endpoint) -> GenerationRequest:
+    """What the adapter is sent: for Ollama, with the model's context as num_ctx unless the request
+    names one.  A copy: the caller's request (a cache key) stays as asked."""
+    if endpoint.backend != "ollama" or request.num_ctx is not None or spec.context_tokens is None:
+        return request
+    return replace(request, num_ctx=spec.context_tokens)

@@ -23,6 +23,9 @@ T = TypeVar("T")
 PROFILES = ("embedded", "ollama")
 _MODES = ("chat", "completion")
 _BACKENDS = ("ollama", "openai")
+STOPLOSS_RANGE = (1, 5)  # a model's own failed tries before escalating
+MAX_TOKENS_RANGE = (16, 32768)  # an answer budget, in tokens
+CONTEXT_TOKENS_RANGE = (256, 1 << 24)  # a context (prompt plus answer), in tokens
 
 
 class InventoryError(UsageError):
@@ -40,6 +43,7 @@ class ModelSpec:
     embedded: str | None = None  # name in the embedded catalog, when kisystem serves it
     stoploss: int | None = None  # failed tries before escalating from this model (else the config's)
     context_tokens: int | None = None  # prompt plus answer must fit; None: unknown, not checked
+    max_tokens: int | None = None  # the answer budget the loop asks this model for; None: the loop's default
 
 
 @dataclass(frozen=True)
@@ -142,25 +146,33 @@ def _model(raw: dict[str, Any]) -> ModelSpec:
         raise ValueError(f"{raw.get('name')!r}: mode {mode!r} not one of {', '.join(_MODES)}")
     return ModelSpec(name=str(raw["name"]), rank=int(raw["rank"]), role=str(raw.get("role", "")),
                      timeout_s=float(raw["timeout_s"]), endpoint=str(raw["endpoint"]), mode=mode,
-                     embedded=raw.get("embedded"), stoploss=_stoploss(raw), context_tokens=_context(raw))
+                     embedded=raw.get("embedded"), stoploss=_bounded(raw, "stoploss", STOPLOSS_RANGE),
+                     context_tokens=_context(raw), max_tokens=_bounded(raw, "max_tokens", MAX_TOKENS_RANGE))
+
+
+def integer_problem(key: str, value: Any, bounds: tuple[int, int]) -> str | None:
+    """Why ``value`` is no ``key`` (an integer within ``bounds``), or None when it is one.
+
+    Shared with the configuration overlay, so that a tuned value obeys the inventory's own rule."""
+    lo, hi = bounds
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        return f"{key} {value!r} is not an integer {lo}..{hi}"
+    return None
+
+
+def _bounded(raw: dict[str, Any], key: str, bounds: tuple[int, int]) -> int | None:
+    value = raw.get(key)
+    if value is not None and (problem := integer_problem(key, value, bounds)):
+        raise ValueError(f"{raw.get('name')!r}: {problem}")
+    return value
 
 
 def _context(raw: dict[str, Any]) -> int | None:
     """The inventory's ``context_tokens``, else the catalog's n_ctx for an embedded model."""
-    value = raw.get("context_tokens")
-    if value is None and raw.get("embedded"):
+    if raw.get("context_tokens") is None and raw.get("embedded"):
         model = CATALOG.get(raw["embedded"])
         return model.n_ctx if model else None
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 256):
-        raise ValueError(f"{raw.get('name')!r}: context_tokens {value!r} is not an integer >= 256")
-    return value
-
-
-def _stoploss(raw: dict[str, Any]) -> int | None:
-    value = raw.get("stoploss")
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5):
-        raise ValueError(f"{raw.get('name')!r}: stoploss {value!r} is not an integer 1..5")
-    return value
+    return _bounded(raw, "context_tokens", CONTEXT_TOKENS_RANGE)
 
 
 def _route(domain: str, raw: dict[str, Any]) -> Route:

@@ -5,6 +5,12 @@ its inventory endpoint and blocks until interrupted.  Everything else in kisyste
 to these servers over HTTP like to any other endpoint.  ``EmbeddedFleet`` runs
 ``kisystem models serve`` as a child process (so llama.cpp's chatty stderr goes to a
 log file) and waits until every model answers its health check.
+
+A model is served with its inventory's ``context_tokens`` (the catalog's n_ctx unless the
+inventory or the active configuration version says otherwise), the context its prompts
+are checked against.  The child reads the inventory from the config file, not the active
+version, so EmbeddedFleet names each context on its command line (``--n-ctx NAME=N``).
+A server reused from another process that serves another context is warned about.
 """
 
 from __future__ import annotations
@@ -19,9 +25,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
@@ -30,7 +36,7 @@ import httpx
 
 from kisystem.errors import BackendError, BackendTimeout, ServerStartError, UsageError, describe_os_error
 from kisystem.models import catalog, server_records
-from kisystem.models.inventory import Inventory, ModelSpec
+from kisystem.models.inventory import CONTEXT_TOKENS_RANGE, Inventory, ModelSpec, integer_problem
 from kisystem.parent_death import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -55,6 +61,32 @@ def embedded_specs(inventory: Inventory, names: list[str] | None = None) -> list
             raise UsageError(f"not embedded models: {', '.join(unknown)} (embedded: {embedded})")
         specs = [m for m in specs if m.name in names]
     return specs
+
+
+def served_n_ctx(spec: ModelSpec) -> int:
+    """The context an embedded model is served with: its ``context_tokens``, else the catalog's."""
+    return spec.context_tokens or catalog.embedded_model(spec.embedded).n_ctx
+
+
+def parse_n_ctx(values: Iterable[str]) -> dict[str, int]:
+    """``NAME=N`` pairs (``kisystem models serve --n-ctx``) as a dict; a bad one is a one-line UsageError."""
+    contexts: dict[str, int] = {}
+    for value in values:
+        name, _, n = value.rpartition("=")
+        tokens = int(n) if n.isdecimal() else n
+        problem = integer_problem("n_ctx", tokens, CONTEXT_TOKENS_RANGE) if name else "expected MODEL=TOKENS"
+        if problem:
+            raise UsageError(f"--n-ctx {value!r}: {problem}")
+        contexts[name] = int(tokens)
+    return contexts
+
+
+def with_contexts(inventory: Inventory, contexts: Mapping[str, int]) -> Inventory:
+    """``inventory`` with the named embedded models' ``context_tokens`` replaced."""
+    embedded_specs(inventory, list(contexts))  # every name an embedded model of the inventory
+    models = {name: replace(spec, context_tokens=contexts.get(name, spec.context_tokens))
+              for name, spec in inventory.models.items()}
+    return replace(inventory, models=models)
 
 
 def port_of(url: str) -> int:
@@ -83,13 +115,7 @@ def start_server(spec: ModelSpec, gguf: Path, port: int, n_threads: int | None =
         os.environ.setdefault(name, value)  # the user's own setting wins
     import xllamacpp  # imported late: it loads native libraries
 
-    params = xllamacpp.CommonParams()
-    params.model.path = str(gguf)
-    params.model_alias = {spec.name}
-    params.n_ctx = catalog.embedded_model(spec.embedded).n_ctx
-    params.cpuparams.n_threads = n_threads or max(1, os.cpu_count() or 1)
-    params.port = port
-    params.endpoint_metrics = True
+    params = server_params(xllamacpp.CommonParams(), spec, gguf, port, n_threads)
     with _native_log_to(log_file) as log:
         try:
             return xllamacpp.Server(params)
@@ -98,6 +124,17 @@ def start_server(spec: ModelSpec, gguf: Path, port: int, n_threads: int | None =
             where = f" (its log: {log_file})" if log.path else ""
             raise ServerStartError(f"llama.cpp could not serve {spec.name} from {gguf} on 127.0.0.1:{port}: "
                                    f"{why}{where}") from err
+
+
+def server_params(params, spec: ModelSpec, gguf: Path, port: int, n_threads: int | None = None):
+    """``params`` (xllamacpp's CommonParams) set up to serve ``spec`` from ``gguf`` on ``port``."""
+    params.model.path = str(gguf)
+    params.model_alias = {spec.name}
+    params.n_ctx = served_n_ctx(spec)
+    params.cpuparams.n_threads = n_threads or max(1, os.cpu_count() or 1)
+    params.port = port
+    params.endpoint_metrics = True
+    return params
 
 
 class _NativeLog:
@@ -197,6 +234,18 @@ def serves(url: str, name: str, timeout: float = 2.0) -> bool:
     return any(isinstance(m, dict) and m.get("id") == name for m in listed)
 
 
+def served_context(url: str, timeout: float = 2.0) -> int | None:
+    """The context (per request slot) a llama.cpp server at ``url`` serves, from its ``/props``; None
+    when it does not say."""
+    try:
+        props = httpx.get(f"{url}/props", timeout=timeout).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    settings = props.get("default_generation_settings") if isinstance(props, dict) else None
+    n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
+    return n_ctx if isinstance(n_ctx, int) and not isinstance(n_ctx, bool) else None
+
+
 def is_healthy(url: str, timeout: float = 1.0) -> bool:
     try:
         return httpx.get(f"{url}/health", timeout=timeout).status_code == 200
@@ -249,7 +298,16 @@ class EmbeddedFleet:
         if state == "foreign" and not serves(url, name):
             raise ServerStartError(f"cannot serve {name} on {url}: the port is taken by a server that does not "
                                    "serve it; stop that server, or give the model's endpoint another port")
+        self._check_context(name)
         return True
+
+    def _check_context(self, name: str) -> None:
+        """A reused server keeps the context it was started with: one line when it is not this configuration's."""
+        spec = next(m for m in self.specs if m.name == name)
+        served, wanted = served_context(self.urls[name]), served_n_ctx(spec)
+        if served is not None and served != wanted:
+            log.warning("reusing the server of %s on %s, which serves a %d-token context, not this configuration's "
+                        "%d; stop it to have kisystem start one with %d", name, self.urls[name], served, wanted, wanted)
 
     def close(self) -> None:
         if self._proc is not None:
@@ -269,17 +327,22 @@ class EmbeddedFleet:
             self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         except OSError as err:
             raise ServerStartError(f"cannot start the embedded models: {describe_os_error(err)}") from err
+        with self.log_path.open("ab") as log_file:
+            self._proc = subprocess.Popen(self.serve_command(names), stdout=log_file, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        self._ports = [port_of(self.urls[n]) for n in names]
+        server_records.record(self.home, self._ports, self._proc.pid)
+
+    def serve_command(self, names: list[str]) -> list[str]:
+        """The child's command line: each model with the context this inventory gives it, which may be
+        the active configuration version's rather than the config file's."""
         cmd = [sys.executable, "-m", "kisystem", "--home", str(self.home)]
         if self.config_file:
             cmd += ["--config", str(self.config_file)]
         cmd += ["models", "serve", "--quiet"]
-        for name in names:
-            cmd += ["--model", name]
-        with self.log_path.open("ab") as log_file:
-            self._proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          preexec_fn=_die_with_parent)
-        self._ports = [port_of(self.urls[n]) for n in names]
-        server_records.record(self.home, self._ports, self._proc.pid)
+        for spec in (m for m in self.specs if m.name in names):
+            cmd += ["--model", spec.name, "--n-ctx", f"{spec.name}={served_n_ctx(spec)}"]
+        return cmd
 
     def _wait_ready(self, names: list[str]) -> None:
         deadline = time.monotonic() + self.ready_timeout_s

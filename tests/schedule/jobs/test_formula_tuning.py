@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from kisystem.config import MetaSupervisorWeights, TwoTierProfiling
-from kisystem.improve.plans import SetHybridWeights, SetTwoTierThresholds
+from kisystem.config import MetaSupervisorWeights, OptimizationConfig, TwoTierProfiling
+from kisystem.improve.plans import SetHybridWeights, SetMetaWeights, SetTwoTierThresholds
+from kisystem.improve.versions import apply_active
 from kisystem.schedule.jobs.formula_tuning import (
+    FormulaValidator,
     PriorityCase,
     Profiled,
     auc,
@@ -130,3 +134,47 @@ def test_auc_and_the_meta_weights_fit():
     assert fit["auc_current"] == 0.0 and fit["auc_best"] == 1.0 and fit["better"] is True
     assert fit["best"]["recency_weight"] > 0.1
     assert len(simplex(4)) == fit["grid"] == 286
+
+
+def turning(db: Db) -> None:
+    """Python solved at first, then failing; C++ failing at first, then solved: the failure rate so far
+    misleads, a recent error tells (more recency weight ranks the failing runs higher)."""
+    for i in range(8):
+        db.run(f"p{i}", [Iter("small")])
+        db.run(f"c{i}", [Iter("big", "COMPILATION")], outcome="exhausted", domain=CPP)
+    for i in range(8, 14):
+        db.run(f"p{i}", [Iter("small", "LOGIC"), Iter("big", "LOGIC")], outcome="exhausted")
+        db.run(f"c{i}", [Iter("big")], domain=CPP)
+
+
+def test_better_meta_weights_are_planned_kept_and_the_next_fit_starts_from_them(db):
+    turning(db)
+
+    r = formula_tuning(db.ctx()).result
+
+    meta = r["meta_supervisor_weights"]
+    assert meta["better"] is True and meta["planned"] is True and meta["auc_best"] - meta["auc_current"] >= 0.01
+    plan = r["plan"]
+    assert plan["status"] == "applied_kept" and plan["changes"] == [{"kind": "set_meta_weights", **meta["best"]}]
+    assert plan["before"] == {"priority_auc": meta["auc_current"]}
+    assert plan["after"] == {"priority_auc": meta["auc_best"]}
+    with db.versions() as versions:
+        assert versions.plan(plan["id"]).changes == (SetMetaWeights(*meta["best"].values()),)
+        config, _ = apply_active(db.config, db.inventory, versions)
+    assert config.meta_supervisor_weights == MetaSupervisorWeights(**meta["best"])  # what the loop's P(d) uses now
+
+    db.clock.advance(days=2)
+    again = formula_tuning(db.ctx()).result
+    refit = again["meta_supervisor_weights"]
+    assert refit["current"] == meta["best"] and refit["better"] is False
+    assert again["plan"] is None
+
+
+def test_meta_weights_worse_on_the_priority_replay_are_rolled_back():
+    cases = [PriorityCase((0.1, 0.0, 0.5, 0.1), True), PriorityCase((0.9, 0.0, 0.5, -0.1), False)] * 3
+    validator = FormulaValidator(None, (), 10.0, cases)
+    recency = replace(OptimizationConfig(), meta_supervisor_weights=MetaSupervisorWeights(0.1, 0.1, 0.1, 0.7))
+    worse = validator((recency, None), (OptimizationConfig(), None))
+    assert worse.better is False and worse.before["priority_auc"] > worse.after["priority_auc"]
+    better = validator((OptimizationConfig(), None), (recency, None))
+    assert better.better is True and "AUC 0.0000 -> 1.0000" in better.detail

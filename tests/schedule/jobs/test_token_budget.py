@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from kisystem.schedule.jobs.changes import SetContextTokens, SetMaxTokens
+from kisystem.improve.auto import UNREPLAYED, approve
+from kisystem.improve.plans import SetContextTokens, SetMaxTokens
+from kisystem.improve.versions import apply_active
+from kisystem.loop.attempt import AttemptRunner
+from kisystem.loop.phases import PhaseRunner
+from kisystem.loop.supervisor import Supervisor
+from kisystem.loop.taskspec import load_task
 from kisystem.schedule.jobs.token_budget import token_budget
+from tests.loop.fakes import ScriptedModel
 from tests.schedule.jobs.support import CPP, PY, Db, Iter
+
+ADD_TASK = Path(__file__).parents[2] / "loop" / "data" / "loop" / "add.toml"
+GOOD = "```python\n# file: solution.py\ndef add(a, b):\n    return a + b\n```"
 
 
 @pytest.fixture
@@ -91,6 +103,22 @@ def test_a_plan_already_proposed_in_the_window_is_not_proposed_again(db):
         assert len(versions.plans()) == 1
 
 
+def test_answers_cut_under_an_earlier_smaller_budget_propose_no_larger_one(db):
+    for i in range(3):
+        db.run(f"t{i}", [cut(), Iter("small")])  # cut at 400
+    for i in range(3, 7):
+        db.run(f"t{i}", [Iter("small", max_tokens=640)])  # the budget since, never cut
+    result = token_budget(db.ctx()).result
+    small = result["answers"]["small"]
+    assert (small["truncated"], small["max_tokens"], small["asked_at_max_tokens"]) == (3, 640, 4)
+    assert small["truncated_at_max_tokens"] == 0 and result["plans"] == []
+    db.run("t7", [cut(), cut(), cut()])  # three more cut at 400: still not the current budget
+    assert token_budget(db.ctx()).result["plans"] == []
+    db.run("t8", [Iter("small", error="LOGIC", completion_tokens=640, max_tokens=640, finish="length")])
+    (plan,) = token_budget(db.ctx()).result["plans"]  # 1 of 5 asked with 640 was cut: 20 %
+    assert plan["changes"] == [{"kind": "set_max_tokens", "model": "small", "n": 960}]
+
+
 def test_too_few_answers_propose_nothing(db):
     db.run("t0", [cut(), cut()])  # 2 answers, both cut: under health.min_samples (3)
     result = token_budget(db.ctx()).result
@@ -103,3 +131,55 @@ def test_no_runs_in_the_window_is_skipped_with_the_reason(db):
     result = token_budget(db.ctx())
     assert result.status == "skipped"
     assert result.reason == "no finished runs in the last 30 days"
+
+
+def cut_answers(db: Db) -> int:
+    """Six runs, three of them cut at max_tokens: the stored max_tokens plan's id."""
+    for i in range(3):
+        db.run(f"t{i}", [cut(), Iter("small")])
+    for i in range(3, 6):
+        db.run(f"t{i}", [Iter("small")])
+    (plan,) = token_budget(db.ctx()).result["plans"]
+    return plan["id"]
+
+
+async def test_an_approved_max_tokens_plan_changes_what_the_loop_asks(db, tmp_path):
+    plan_id = cut_answers(db)
+    with db.versions() as versions:
+        outcome = approve(versions, plan_id, db.config, db.inventory, None)  # a person decided; no replay can
+        config, inventory = apply_active(db.config, db.inventory, versions)
+    assert outcome.plan.status == "applied_kept" and outcome.result.detail == f"approved; {UNREPLAYED}"
+    assert inventory.model("small").max_tokens == 640 and inventory.model("big").max_tokens is None
+
+    model = ScriptedModel({"small": [GOOD]})
+    sup = Supervisor(config, inventory, model, db.store, AttemptRunner(PhaseRunner(config), tmp_path / "ws"))
+    result = await sup.run_task(load_task(ADD_TASK))
+
+    assert result.outcome == "success" and [r.max_tokens for r in model.requests] == [640]
+    db.clock.advance(days=1)
+    again = token_budget(db.ctx()).result["answers"]["small"]  # the window now holds an answer asked with 640
+    assert (again["max_tokens"], again["asked_at_max_tokens"], again["truncated_at_max_tokens"]) == (640, 1, 0)
+
+
+async def test_an_unapproved_plan_leaves_the_loop_on_its_default(db, tmp_path):
+    cut_answers(db)
+    with db.versions() as versions:
+        config, inventory = apply_active(db.config, db.inventory, versions)
+    model = ScriptedModel({"small": [GOOD]})
+    sup = Supervisor(config, inventory, model, db.store, AttemptRunner(PhaseRunner(config), tmp_path / "ws"))
+    await sup.run_task(load_task(ADD_TASK))
+    assert [r.max_tokens for r in model.requests] == [400]
+
+
+def test_an_approved_num_ctx_plan_is_the_models_context_and_the_next_review_reads_it(db):
+    for i in range(4):
+        db.run(f"t{i}", [Iter("small", prompt_tokens=1900, completion_tokens=100)])
+    (plan,) = token_budget(db.ctx()).result["plans"]
+    with db.versions() as versions:
+        assert approve(versions, plan["id"], db.config, db.inventory, None).kept
+        assert apply_active(db.config, db.inventory, versions)[1].model("small").context_tokens == 4096
+    db.clock.advance(days=1)
+    again = token_budget(db.ctx()).result
+    # 1900 of 4096 is no longer near the context: nothing more is proposed
+    assert again["answers"]["small"]["context_tokens"] == 4096 and again["answers"]["small"]["near_context"] == 0
+    assert again["plans"] == [] and again["already_proposed"] == []

@@ -24,12 +24,11 @@ current one (ties go to the setting closest to the current):
     (profiled at tier 0 only while the score moved more than ``jobs.profile_stale_points``
     (10) from the last full profile's), then fewest profiling seconds.
 
-The hybrid weights and two-tier thresholds that beat the current ones become one plan (LOW),
-applied copy-on-write (:func:`kisystem.improve.auto.apply_plan`) and validated by the same
-replays: kept when neither replay gets worse and one gets better, else rolled back.  The
-meta-supervisor weights are reported, not planned: a configuration version cannot change
-them (``kisystem.improve.overlay.SETTINGS``).  With fewer than ``jobs.formula_min_runs`` (30)
-finished runs the job is skipped.
+The weights and thresholds that beat the current ones become one plan (LOW), applied
+copy-on-write (:func:`kisystem.improve.auto.apply_plan`) and validated by the same replays
+(the priority's AUC for the meta-supervisor weights): kept when no replay gets worse and one
+gets better, else rolled back.  With fewer than ``jobs.formula_min_runs`` (30) finished runs
+the job is skipped.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ import itertools
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, astuple, dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,15 @@ from kisystem.bench.routing import OutcomeTable
 from kisystem.config import HybridDecisionWeights, MetaSupervisorWeights, OptimizationConfig, TwoTierProfiling
 from kisystem.improve.auto import Validation, apply_plan
 from kisystem.improve.overlay import Configured
-from kisystem.improve.plans import Opportunity, Plan, SetHybridWeights, SetTwoTierThresholds, Severity, Strategy
+from kisystem.improve.plans import (
+    Opportunity,
+    Plan,
+    SetHybridWeights,
+    SetMetaWeights,
+    SetTwoTierThresholds,
+    Severity,
+    Strategy,
+)
 from kisystem.improve.validate import ReplayFigures, ReplayValidator
 from kisystem.loop.taskspec import TaskSpec
 from kisystem.routing.meta import COUNT_SATURATION, recency_boost
@@ -176,8 +183,7 @@ def fit_meta(cases: Sequence[PriorityCase], current: MetaSupervisorWeights) -> d
     return {"cases": len(cases), "failed": sum(c.failed for c in cases), "grid": len(scored),
             "current": dict(zip(names, now)), "auc_current": round(base, 4),
             "best": dict(zip(names, best if better else now)), "auc_best": round(best_auc if better else base, 4),
-            "better": better, "planned": False,
-            "note": "a configuration version cannot change meta_supervisor_weights: set them in the config file"}
+            "better": better, "planned": better}
 
 
 # -- hybrid weights: the routing replay ------------------------------------------------------------
@@ -337,25 +343,33 @@ def fit_two_tier(runs: Sequence[Sequence[Profiled]], current: TwoTierProfiling, 
 # -- the plan and its validation -------------------------------------------------------------------
 
 
-METRIC = "routing replay (tasks solved, then model-seconds) and profiling replay (stale profiles, then seconds)"
+METRIC = ("routing replay (tasks solved, then model-seconds), profiling replay (stale profiles, then seconds) "
+          "and the priority's AUC")
 
 
 @dataclass(frozen=True)
 class FormulaValidator:
-    """Before against after on both replays: better when neither is worse and one is better."""
+    """Before against after on every replay: better when none is worse and one is better."""
 
     routing: ReplayValidator | None
     profiles: Sequence[Sequence[Profiled]]
     stale_points: float
+    priority: Sequence[PriorityCase] = ()
 
     def __call__(self, before: Configured, after: Configured) -> Validation:
         was, now, notes = {}, {}, []
         better = worse = False
+        a0 = priority_auc(self.priority, astuple(before[0].meta_supervisor_weights)) if self.priority else None
+        a1 = priority_auc(self.priority, astuple(after[0].meta_supervisor_weights)) if self.priority else None
+        if a0 is not None and a1 is not None:
+            was["priority_auc"], now["priority_auc"] = round(a0, 4), round(a1, 4)
+            better, worse = a1 - a0 >= AUC_GAIN, a0 - a1 >= AUC_GAIN
+            notes.append(f"priority of {len(self.priority)} runs: AUC {a0:.4f} -> {a1:.4f}")
         if self.routing is not None:
             r0, r1 = _figures(self.routing, before), _figures(self.routing, after)
             was.update(solved=r0.solved, model_seconds=r0.model_seconds)
             now.update(solved=r1.solved, model_seconds=r1.model_seconds)
-            better, worse = r1.rank() > r0.rank(), r1.rank() < r0.rank()
+            better, worse = better or r1.rank() > r0.rank(), worse or r1.rank() < r0.rank()
             notes.append(f"routing replay of {r0.tasks} tasks: solved {r0.solved} -> {r1.solved}, "
                          f"model-seconds {r0.model_seconds:g} -> {r1.model_seconds:g}")
         if self.profiles:
@@ -369,9 +383,13 @@ class FormulaValidator:
         return Validation(METRIC, was, now, better and not worse, "; ".join(notes) or "nothing to replay")
 
 
-def _plan(hybrid: Mapping[str, Any] | None, two_tier: Mapping[str, Any] | None,
-          evidence: Mapping[str, Any]) -> Plan | None:
+def _plan(hybrid: Mapping[str, Any] | None, two_tier: Mapping[str, Any] | None, evidence: Mapping[str, Any],
+          meta: Mapping[str, Any] | None = None) -> Plan | None:
     changes, effects = [], []
+    if meta and meta.get("better"):
+        changes.append(SetMetaWeights(*meta["best"].values()))
+        effects.append(f"the priority P(d) as fitted: over {meta['cases']} runs, the chance that a failed run had "
+                       f"the higher priority than a solved one {meta['auc_current']:g} -> {meta['auc_best']:g}")
     if hybrid and hybrid.get("better"):
         changes.append(SetHybridWeights(*hybrid["best"].values()))
         was, now = hybrid["current_figures"], hybrid["best_figures"]
@@ -411,15 +429,16 @@ def formula_tuning(ctx: JobContext) -> JobResult:
         routing, hybrid = _hybrid_part(ctx, history, configured)
         profiles = profiled_runs(ctx, since)
         two_tier = _two_tier_part(profiles, configured[0], s.profile_stale_points)
-        meta = fit_meta(priority_cases(trails), configured[0].meta_supervisor_weights)
+        cases = priority_cases(trails)
+        meta = fit_meta(cases, configured[0].meta_supervisor_weights)
         result = {"history": {"days": s.formula_history_days, "runs": len(judged), "needed": s.formula_min_runs,
                               "tasks": len(history.table.tasks), "samples": history.samples,
                               "profiled_runs": len(profiles)},
                   "meta_supervisor_weights": meta, "hybrid_decision_weights": hybrid, "two_tier_profiling": two_tier}
-        plan = _plan(hybrid, two_tier, {"job": "formula_tuning", "history_runs": len(judged),
-                                        "meta_supervisor_weights": meta.get("best")})
-        result["plan"] = _apply(ctx, store, plan, FormulaValidator(routing, profiles if two_tier.get("better")
-                                                                    else (), s.profile_stale_points))
+        plan = _plan(hybrid, two_tier, {"job": "formula_tuning", "history_runs": len(judged)}, meta)
+        result["plan"] = _apply(ctx, store, plan, FormulaValidator(
+            routing, profiles if two_tier.get("better") else (), s.profile_stale_points,
+            cases if meta.get("better") else ()))
     return JobResult("success", result)
 
 

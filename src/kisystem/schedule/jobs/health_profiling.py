@@ -114,7 +114,7 @@ async def smoke_answer(ctx: JobContext, client: ModelClient, attempts: AttemptRu
     run_id = f"smoke-{uuid.uuid4().hex[:12]}"
     record: dict[str, Any] = {"problem": task.id}
     async with attempts.task_run(task, run_id):
-        request = attempts.request_for(task, spec.name, spec.mode, None, 0)
+        request = attempts.request_for(task, spec.name, spec.mode, None, 0, spec.max_tokens)
         try:
             generation = await client.generate(request)
         except BackendError as err:

@@ -14,11 +14,16 @@ Over the last ``jobs.budget_window_days`` (30) it reads, for the runs that start
   (``ModelSpec.context_tokens``), plus the prompts the loop had to trim (``trim`` events).
 
 A model with at least ``health.min_samples`` answers gets a plan for a larger ``max_tokens``
-when ``jobs.truncation_share`` (10 %) or more of them were cut, and one for a larger
+when ``jobs.truncation_share`` (10 %) or more of them were cut, counting only the answers
+asked with its current budget (the largest recorded: answers asked before a budget was raised,
+or shrunk to fit beside a long prompt, say nothing of it), and one for a larger
 ``num_ctx`` when as many of ``jobs.near_context_share`` (10 %) came near its context (or a
-larger answer budget would not fit beside its prompts).  Such plans wait for approval (see
-:mod:`kisystem.schedule.jobs.changes`); an identical plan proposed within the window is not
-proposed again.
+larger answer budget would not fit beside its prompts).  Such plans wait for approval: no
+replay of recorded answers can show what a longer answer or a larger context would have
+done, so a person decides; an approved plan sets the model's ``max_tokens`` / ``context_tokens``
+in a new configuration version (:class:`kisystem.improve.plans.SetMaxTokens`,
+:class:`~kisystem.improve.plans.SetContextTokens`), which the loop asks with and an embedded
+model is served with.  An identical plan proposed within the window is not proposed again.
 """
 
 from __future__ import annotations
@@ -30,11 +35,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from kisystem.improve.plans import Opportunity, Plan, Severity, Strategy
+from kisystem.improve.plans import Opportunity, Plan, SetContextTokens, SetMaxTokens, Severity, Strategy
+from kisystem.improve.versions import OptimizationStore
 from kisystem.models.inventory import Inventory
-from kisystem.schedule.jobs.changes import SetContextTokens, SetMaxTokens
 from kisystem.schedule.jobs.common import (
     change_key,
+    effective,
     iso,
     optimization_store,
     plan_json,
@@ -88,6 +94,7 @@ class Answers:
     prompts: list[int] = field(default_factory=list)
     completions: list[int] = field(default_factory=list)
     max_tokens: list[int] = field(default_factory=list)
+    cut_at: list[bool] = field(default_factory=list)  # per max_tokens entry: whether that answer was cut
     truncated: int = 0
     truncated_failed: int = 0
     trims: int = 0
@@ -148,6 +155,7 @@ def _count_answer(review: Review, domain: str, model: str, data: dict[str, Any],
     a.completions.append(completion)
     if isinstance(data.get("max_tokens"), int):
         a.max_tokens.append(data["max_tokens"])
+        a.cut_at.append(cut)
     if cut:
         a.truncated += 1
         a.domains[domain] += 1
@@ -208,10 +216,12 @@ def assess(model: str, a: Answers, ctx: JobContext, inventory: Inventory) -> Fin
     s, min_n = ctx.config.jobs, ctx.config.health.min_samples
     context = inventory.models[model].context_tokens if model in inventory.models else None
     current = max(a.max_tokens, default=0)
+    at_current = [cut for asked, cut in zip(a.max_tokens, a.cut_at) if asked == current]
     near = sum(p >= s.context_share * context for p in a.prompts) if context else 0
     figures = {
         "generations": a.n, "truncated": a.truncated, "truncation_share": share(a.truncated, a.n),
         "truncated_and_failed": a.truncated_failed, "max_tokens": current or None,
+        "asked_at_max_tokens": len(at_current), "truncated_at_max_tokens": sum(at_current),
         "completion_p50": percentile(a.completions, 0.5), "completion_p95": percentile(a.completions, 0.95),
         "prompt_p95": percentile(a.prompts, 0.95), "prompt_max": max(a.prompts, default=0),
         "context_tokens": context, "near_context": near, "trims": a.trims,
@@ -220,7 +230,7 @@ def assess(model: str, a: Answers, ctx: JobContext, inventory: Inventory) -> Fin
     if a.n < min_n:
         return Finding(model, figures)
     wanted = None
-    if current and a.truncated / a.n >= s.truncation_share:
+    if current and len(at_current) >= min_n and sum(at_current) / len(at_current) >= s.truncation_share:
         wanted = _up(current * GROWTH)
     cramped = bool(context) and (near + a.trims) / a.n >= s.near_context_share
     room = context - figures["prompt_p95"] if context else None
@@ -263,8 +273,10 @@ def token_budget(ctx: JobContext) -> JobResult:
     domains, models = totals(review, 0), totals(review, 1)
     over = (over_budget("domain", domains, s.domain_token_budget, s.domain_model_seconds_budget)
             + over_budget("model", models, s.model_token_budget, s.model_seconds_budget))
-    findings = [assess(m, a, ctx, ctx.inventory) for m, a in sorted(review.answers.items()) if a.n]
-    stored, repeated = _propose(ctx, [p for f in findings for p in plans_of(f, review.answers[f.model])])
+    with optimization_store(ctx) as store:
+        inventory = effective(ctx, store)[1]  # an approved max_tokens / num_ctx plan is the model's own by now
+        findings = [assess(m, a, ctx, inventory) for m, a in sorted(review.answers.items()) if a.n]
+        stored, repeated = _propose(ctx, store, [p for f in findings for p in plans_of(f, review.answers[f.model])])
     return JobResult("success", {
         "window_days": s.budget_window_days, "runs": review.runs,
         "generations": sum(u.generations for u in domains.values()),
@@ -281,18 +293,14 @@ def token_budget(ctx: JobContext) -> JobResult:
     })  # fmt: skip
 
 
-def _propose(ctx: JobContext, proposed: list[Plan]) -> tuple[list[Plan], list[str]]:
+def _propose(ctx: JobContext, store: OptimizationStore, proposed: list[Plan]) -> tuple[list[Plan], list[str]]:
     """Store the new plans, awaiting approval; an identical plan of the window is left out (described)."""
-    if not proposed:
-        return [], []
-    with optimization_store(ctx) as store:
-        seen = planned_lately(store, ctx.clock(), timedelta(days=ctx.config.jobs.budget_window_days))
-        stored, repeated = [], []
-        for plan in proposed:
-            if change_key(plan) in seen:
-                repeated.append(plan.describe())
-                continue
-            stored.append(store.add_plan(plan, "awaiting_approval"))
-            seen.add(change_key(plan))
+    seen = planned_lately(store, ctx.clock(), timedelta(days=ctx.config.jobs.budget_window_days))
+    stored, repeated = [], []
+    for plan in proposed:
+        if change_key(plan) in seen:
+            repeated.append(plan.describe())
+            continue
+        stored.append(store.add_plan(plan, "awaiting_approval"))
+        seen.add(change_key(plan))
     return stored, repeated
-
