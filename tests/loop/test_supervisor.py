@@ -60,6 +60,9 @@ async def test_first_answer_right_is_one_successful_record(tmp_path, store, task
     assert row.t_test > 0 and row.ts
     kinds = [e.kind for e in store.events(result.run_id)]
     assert kinds[0] == "started" and kinds[1] == "start" and "test" in kinds and kinds[-1] == "finished"
+    [code] = [e.payload for e in store.events(result.run_id) if e.kind == "code"]  # kept for the security scan
+    assert (code["language"], code["file"], code["iteration"]) == ("python", task.solution_file, 1)
+    assert "def add" in code["code"] and "```" not in code["code"]
 
 
 async def test_stoploss_escalates_after_two_fails_and_feeds_the_error_back(tmp_path, store, task):

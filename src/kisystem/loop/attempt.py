@@ -24,6 +24,7 @@ from kisystem.sandbox.judge.session import JudgedRun, judged_run
 if TYPE_CHECKING:
     from kisystem.improve.guardian import Review
 
+CODE_KEPT = 20_000  # characters of an attempt's solution file kept in its run's events
 CHAT_MAX_TOKENS = 400  # the answer budgets of a model without its own max_tokens (inventory or configuration)
 COMPLETION_MAX_TOKENS = 256
 
@@ -148,6 +149,8 @@ class AttemptRunner:
         if _cut_off(generation) and task.language == "python" and task.solution_file in files:
             files[task.solution_file] = whole_statements(files[task.solution_file])
         attempt.code = files.get(task.solution_file, "")
+        if attempt.code:  # kept with the run: the dashboard shows it, the security scan reads it
+            emit("code", language=task.language, file=task.solution_file, code=attempt.code[:CODE_KEPT])
         if not files:
             attempt.failure = NO_CODE
             emit("score", score=0.0, error="no code in the answer")

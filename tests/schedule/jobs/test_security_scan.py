@@ -125,3 +125,22 @@ async def test_pip_audit_reports_vulnerable_packages(db, monkeypatch):
 async def test_pip_audit_failing_is_a_skipped_check_with_the_reason(db, monkeypatch, stderr, reason):
     fake_audit(monkeypatch, None, stderr, code=1)
     assert await scan.audit_dependencies(db.ctx()) == {"status": "skipped", "reason": reason}
+
+
+async def test_the_code_of_recorded_attempts_is_scanned_once(db, monkeypatch):
+    fake_audit(monkeypatch, UNREACHABLE)
+    run_id = db.store.start_run("p.run", PY, "small")
+    code = SHELL_PY.removeprefix("```python\n").removesuffix("\n```")
+    for iteration, text in ((1, code), (2, "def add(a, b):\n    return a + b\n")):
+        db.store.append_event(run_id, "code", {"iteration": iteration, "model": "small", "language": "python",
+                                               "file": "solution.py", "code": text})
+
+    r = (await scan.security_scan(db.ctx())).result
+
+    assert (r["answers"]["scanned"], r["answers"]["reviewed"], r["answers"]["critical"]) == (2, 2, 1)
+    [unsafe] = r["critical"]
+    assert unsafe["operation"] == f"code:{run_id}:1" and unsafe["model"] == "small"
+    scores = {e.operation_id: e.score for e in db.feedback.entries(types=["security"])}
+    assert scores[f"code:{run_id}:2"] == 1.0 and scores[f"code:{run_id}:1"] < 0.75
+    again = (await scan.security_scan(db.ctx())).result
+    assert again["answers"]["scanned"] == 0  # already scanned: not again

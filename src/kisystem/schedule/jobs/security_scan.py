@@ -1,8 +1,10 @@
-"""Security scan (``cve``, daily): static analysis of the generated code in the answer store, and
-``pip-audit`` of kisystem's own installed dependencies.
+"""Security scan (``cve``, daily): static analysis of the generated code kept in the learning
+database, and ``pip-audit`` of kisystem's own installed dependencies.
 
-Generated code is kept in the queue's answer store (``queue_answers``: every model answer of
-a queued task, with the task's spec in ``queue_tasks``).  Each answer of the last
+Generated code is kept in two places: every attempt's solution file in its run's ``code``
+event (operation ``code:RUN_ID:ITERATION``), and the queue's answer store (``queue_answers``:
+every model answer of a queued task, with the task's spec in ``queue_tasks``).  Attempts are
+analysed on their own (the task's other files are not kept with them).  Each answer of the last
 ``jobs.security_window_days`` (30) not scanned before (no ``guardian`` feedback for its
 operation ``answer:TASK:KEY``), at most ``jobs.security_max_answers`` (200) per run, oldest
 first, has its solution file taken out as the loop takes it (fenced blocks, or the
@@ -71,6 +73,16 @@ SECURITY_WARNINGS = ("-Wformat", "-Wstringop", "-Warray-bounds", "-Wnull-derefer
 _WARNING = re.compile(r"^([^:\n]+):(\d+):\d+: warning: (.+?) \[(-W[^\]=]+)[^\]]*\]$", re.MULTILINE)
 _COMPILERS = {"c": ("gcc", "c"), "cpp": ("g++", "c++")}
 AUDIT_COMMAND = [sys.executable, "-m", "pip_audit", "--format", "json", "--progress-spinner", "off", "--local"]
+
+_ATTEMPTS = """
+SELECT e.run_id, json_extract(e.payload, '$.iteration'), json_extract(e.payload, '$.model'),
+    json_extract(e.payload, '$.language'), json_extract(e.payload, '$.code'), r.task, r.domain
+FROM run_events e JOIN runs r ON r.run_id = e.run_id
+WHERE e.kind = 'code' AND e.ts >= ? AND NOT EXISTS (
+    SELECT 1 FROM feedback_entries f WHERE f.source = 'guardian' AND f.type = 'security'
+        AND f.operation_id = 'code:' || e.run_id || ':' || json_extract(e.payload, '$.iteration'))
+ORDER BY e.ts, e.id
+"""
 
 _ANSWERS = """
 SELECT a.task, a.key, a.model, a.text, t.task, t.domain, t.spec
@@ -203,22 +215,52 @@ class Tally:
     left: int = 0
 
 
+@dataclass(frozen=True)
+class Scanned:
+    """One piece of generated code to scan, wherever it was kept."""
+
+    operation: str
+    model: str
+    domain: str
+    task: str
+    language: str
+    code: str
+    files: Mapping[str, str]  # the task's other files beside it, where known (headers for a C compile)
+    context: Mapping[str, Any]
+
+
 async def scan_answers(ctx: JobContext) -> Tally:
+    """Scan the window's code not scanned before: the runs' attempts first, then the queue's answers."""
     s = ctx.config.jobs
-    since = ctx.clock() - timedelta(days=s.security_window_days)
+    since = iso(ctx.clock() - timedelta(days=s.security_window_days))
     feedback = FeedbackLoop(ctx.store, ctx.config.feedback, clock=ctx.clock)
     tally, specs = Tally(), {}
-    rows = [Answer(*row) for row in ctx.store.query(_ANSWERS, (iso(since),))]
-    for i, answer in enumerate(rows):
+    attempts = [_attempt(*row) for row in ctx.store.query(_ATTEMPTS, (since,))]
+    answers = [Answer(*row) for row in ctx.store.query(_ANSWERS, (since,))]
+    for i, item in enumerate([*attempts, *answers]):
         if tally.reviewed >= s.security_max_answers or ctx.time_left() <= 0:
-            tally.left = len(rows) - i
+            tally.left = len(attempts) + len(answers) - i
             break
         tally.scanned += 1
-        spec = specs.get(answer.queue_task) or specs.setdefault(answer.queue_task, _spec(ctx, answer))
-        why = await _review(ctx, feedback, answer, spec, tally) if isinstance(spec, TaskSpec) else spec
+        if isinstance(item, Answer):
+            spec = specs.get(item.queue_task) or specs.setdefault(item.queue_task, _spec(ctx, item))
+            item = _from_answer(ctx, item, spec) if isinstance(spec, TaskSpec) else spec
+        why = await _review(ctx, feedback, item, tally) if isinstance(item, Scanned) else item
         if why:
             tally.not_reviewed[why] += 1
     return tally
+
+
+def _attempt(run_id: str, iteration: int, model: str, language: str, code: str, task: str, domain: str) -> Scanned:
+    return Scanned(f"code:{run_id}:{iteration}", model, domain, task, language or "", code or "", {},
+                   {"run_id": run_id, "iteration": iteration})
+
+
+def _from_answer(ctx: JobContext, answer: Answer, spec: TaskSpec) -> Scanned:
+    model = ctx.inventory.models.get(answer.model)
+    code = solution_code(answer, spec, model.mode if model else "chat")
+    return Scanned(answer.operation, answer.model, answer.domain, answer.task, spec.language, code,
+                   {**spec.starter, **spec.fixed}, {"queue_task": answer.queue_task})
 
 
 def _spec(ctx: JobContext, answer: Answer) -> TaskSpec | str:
@@ -229,26 +271,22 @@ def _spec(ctx: JobContext, answer: Answer) -> TaskSpec | str:
         return "task spec unreadable"
 
 
-async def _review(ctx: JobContext, feedback: FeedbackLoop, answer: Answer, spec: TaskSpec,
-                  tally: Tally) -> str | None:
-    """Scan one answer and record its security feedback; why it was not reviewed, or None."""
-    model = ctx.inventory.models.get(answer.model)
-    code = solution_code(answer, spec, model.mode if model else "chat")
-    if not code.strip():
+async def _review(ctx: JobContext, feedback: FeedbackLoop, item: Scanned, tally: Tally) -> str | None:
+    """Scan one piece of code and record its security feedback; why it was not reviewed, or None."""
+    if not item.code.strip():
         return "no code in the answer"
-    scan = await scan_code(spec.language, code, {**spec.starter, **spec.fixed})
+    scan = await scan_code(item.language, item.code, item.files)
     if scan.security is None:
-        return f"no security analyser for {spec.language}"
+        return f"no security analyser for {item.language or 'an unknown language'}"
     tally.reviewed += 1
-    tally.languages[spec.language] += 1
-    tally.reviews[(answer.model, answer.domain)] += 1
-    details = {"findings": scan.findings, "tools": list(scan.tools), "language": spec.language}
-    context = {"domain": answer.domain, "task": answer.task, "queue_task": answer.queue_task,
-               "job": "security_scan"}
-    feedback.record_feedback(answer.model, answer.operation, "security", scan.security, details, "guardian", context)
+    tally.languages[item.language] += 1
+    tally.reviews[(item.model, item.domain)] += 1
+    details = {"findings": scan.findings, "tools": list(scan.tools), "language": item.language}
+    context = {"domain": item.domain, "task": item.task, **item.context, "job": "security_scan"}
+    feedback.record_feedback(item.model, item.operation, "security", scan.security, details, "guardian", context)
     if scan.security < ctx.config.health.security_min:
-        tally.critical.append({"model": answer.model, "domain": answer.domain, "task": answer.task,
-                               "operation": answer.operation, "security": scan.security, "findings": scan.findings})
+        tally.critical.append({"model": item.model, "domain": item.domain, "task": item.task,
+                               "operation": item.operation, "security": scan.security, "findings": scan.findings})
     return None
 
 
