@@ -63,6 +63,12 @@ SPEC_DEFAULTS = {
              "profile_stale_points": 10.0, "smoke_problems": 3, "health_start_embedded": False,
              "security_window_days": 30, "security_max_answers": 200, "pip_audit": True, "pip_audit_timeout_s": 180,
              "improvement_strategy": "auto", "proposal_cooldown_hours": 24.0},
+    "ensemble": {"simple_members": 3, "medium_members": 5, "complex_members": 8, "expert_members": 12,
+                 "simple_timeout_s": 30, "medium_timeout_s": 45, "complex_timeout_s": 90, "expert_timeout_s": 120,
+                 "max_samples_per_model": 3, "sample_temperature": 0.8, "greedy_first_sample": True,
+                 "max_concurrent_per_endpoint": 2, "server_slots": 0, "cache": True, "cache_max_entries": 1000,
+                 "quorum_share": 0.5, "fallback_max_tokens_share": 0.5, "ask_max_tokens": 0, "in_loop": "off",
+                 "in_loop_tier": "complex"},
 }
 
 # Verbatim from the Phase 7 guide, section 7.

@@ -27,6 +27,8 @@ SUM_TOLERANCE = 1e-6
 MODEL_PROFILES = ("embedded", "ollama")
 SANDBOX_LEVELS = tuple(str(level) for level in SandboxLevel)  # best first
 ROUTING_POLICIES = ("spec", "thompson")
+ENSEMBLE_TIERS = ("simple", "medium", "complex", "expert")  # kisystem.ensemble.members.Tier
+ENSEMBLE_IN_LOOP = ("off", "after_exhausted", "complex")
 
 _KIND_NAMES = {int: "int", float: "float", bool: "bool", str: "string"}
 _ARTICLES = {int: "an", float: "a", bool: "a", str: "a"}
@@ -218,6 +220,53 @@ class JobSettings(_Section):
 
 
 @dataclass(frozen=True)
+class EnsembleSettings(_Section):
+    """The adaptive ensemble (kisystem ensemble; see kisystem.ensemble and DESIGN decision 9).  A tier asks
+    for ``<tier>_members`` generations, the seed's count in a 12-model fleet: a fleet of F models gives the
+    tier ceil(members x F / 12) of its fastest models (at least one; expert: all 12 of 12), each asked up
+    to ``max_samples_per_model`` times until the count is reached (kisystem.ensemble.tiers)."""
+
+    # Generations per tier (the seed's 2-3 / 4-6 / 8 / 10-12 of 12) and the tier timeouts (its recommended ones)
+    simple_members: int = _int(3, 1, 64)
+    medium_members: int = _int(5, 1, 64)
+    complex_members: int = _int(8, 1, 64)
+    expert_members: int = _int(12, 1, 64)
+    simple_timeout_s: int = _int(30, 1, 3600)
+    medium_timeout_s: int = _int(45, 1, 3600)
+    complex_timeout_s: int = _int(90, 1, 3600)
+    expert_timeout_s: int = _int(120, 1, 3600)
+    # Samples of one model: the first greedy (unless off), the others at sample_temperature
+    max_samples_per_model: int = _int(3, 1, 16)
+    sample_temperature: float = _float(0.8, 0.01, 2.0)
+    greedy_first_sample: bool = _bool(True)
+    # Generations at once per backend endpoint (the seed's "GPU semaphore"), and the parallel slots of each
+    # embedded llama.cpp server (0: as many as max_concurrent_per_endpoint; each slot gets the full context)
+    max_concurrent_per_endpoint: int = _int(2, 1, 64)
+    server_slots: int = _int(0, 0, 64)
+    # The query cache in the learning database (kisystem ensemble ask --no-cache skips it)
+    cache: bool = _bool(True)
+    cache_max_entries: int = _int(1000, 1, 10_000_000)
+    # Early stop: a question is settled once this share of the tier's members (at least two) gave the same
+    # answer (0: wait for every member); a task once one candidate passes every test.  The fallback (no valid
+    # answer: the tier below) asks for this share of the first try's answer budget.
+    quorum_share: float = _float(0.5)
+    fallback_max_tokens_share: float = _float(0.5, 0.1, 1.0)
+    # The answer budget of `kisystem ensemble ask` (0: each model's own max_tokens, else the loop's 400).
+    ask_max_tokens: int = _int(0, 0, 32768)
+    # In the loop (kisystem.ensemble.loop): "off"; "after_exhausted": one ensemble turn when the chain's last
+    # model hit its stop-loss, instead of ending exhausted; "complex": tasks classified at least in_loop_tier
+    # start with an ensemble turn.  The turn asks the task's tier, at least in_loop_tier.  Off by default: a
+    # turn costs a fan-out over the fleet on every task it applies to.
+    in_loop: str = _key("off", Rule(str, choices=ENSEMBLE_IN_LOOP))
+    in_loop_tier: str = _key("complex", Rule(str, choices=ENSEMBLE_TIERS))
+
+    @property
+    def llama_slots(self) -> int:
+        """The parallel slots each embedded llama.cpp server is started with."""
+        return self.server_slots or self.max_concurrent_per_endpoint
+
+
+@dataclass(frozen=True)
 class OptimizationConfig:
     max_optimization_iterations: int = _int(10, 1, 50)
     target_score: int = _int(80, 0, 100)
@@ -271,6 +320,8 @@ class OptimizationConfig:
     health: HealthSettings = _section(HealthSettings)
     # The built-in scheduled jobs: budgets, thresholds, smoke set, strategy (kisystem schedule).
     jobs: JobSettings = _section(JobSettings)
+    # The adaptive ensemble: tier sizes and timeouts, samples, per-endpoint concurrency, the query cache.
+    ensemble: EnsembleSettings = _section(EnsembleSettings)
 
     @classmethod
     def load(cls, path: str | Path) -> OptimizationConfig:

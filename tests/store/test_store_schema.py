@@ -31,6 +31,8 @@ HEALTH_TRIGGERS = {"health_history_no_update", "health_history_no_delete"}
 SCHEDULE_TABLES = {"schedule_jobs", "schedule_runs"}
 SCHEDULE_INDEXES = {"idx_schedule_jobs_due", "idx_schedule_runs_task", "idx_schedule_runs_started"}
 SCHEDULE_TRIGGERS = {"schedule_runs_no_update", "schedule_runs_no_delete"}
+ENSEMBLE_TABLES = {"ensemble_cache"}
+ENSEMBLE_INDEXES = {"idx_ensemble_cache_used"}
 
 
 def _names(conn: sqlite3.Connection, kind: str) -> set[str]:
@@ -44,14 +46,15 @@ def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
 
 def test_blank_database_gets_full_schema(tmp_path: Path) -> None:
     with LearningStore.open(tmp_path / "learning.db") as store:
-        assert store.schema_version() == LATEST_VERSION == 10
+        assert store.schema_version() == LATEST_VERSION == 11
     conn = sqlite3.connect(tmp_path / "learning.db")
     assert _names(conn, "table") == {"runs", "run_events", "domain_agg", "domain_model_agg", *QUEUE_TABLES,
                                      *FEEDBACK_TABLES, *OPTIMIZATION_TABLES, "health_history",
-                                     *SCHEDULE_TABLES}
+                                     *SCHEDULE_TABLES, *ENSEMBLE_TABLES}
     assert _names(conn, "index") == {"idx_runs_domain_ts", "idx_runs_domain_model_ts", "idx_run_events_run",
                                      "idx_runs_running", *QUEUE_INDEXES, *FEEDBACK_INDEXES, *OPTIMIZATION_INDEXES,
-                                     "idx_health_history_agent", *SCHEDULE_INDEXES}
+                                     "idx_health_history_agent", *SCHEDULE_INDEXES,
+                                     *ENSEMBLE_INDEXES}
     assert _names(conn, "trigger") == {"run_events_no_update", "run_events_no_delete", *QUEUE_TRIGGERS,
                                        *FEEDBACK_TRIGGERS, *HEALTH_TRIGGERS, *SCHEDULE_TRIGGERS}
     assert _columns(conn, "runs") == SPEC_FIELDS | {"sandbox", "judge"} | OWNER_FIELDS

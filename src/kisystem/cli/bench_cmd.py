@@ -120,6 +120,40 @@ def humaneval_table(totals: list, title: str) -> Table:
     return t
 
 
+@bench_group.command("ensemble")
+@click.option("--range", "span", default="0:20", show_default=True, help="HumanEval problems A:B (half-open).")
+@click.option("--cache", "cache_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Answer and verdict cache [default: HOME/bench/answers.db, shared by the benchmarks].")
+@pass_app
+def ensemble(app: AppContext, span: str, cache_file: Path | None) -> None:
+    """Best single model, the full ensemble and the adaptive ensemble on the same HumanEval problems:
+    solved, wall time, model-seconds, solved per model-minute, early-stop savings, and the concurrent
+    fan-out's wall time against its members run one after another.  Resumes an interrupted range."""
+    from kisystem.bench import ensemble as eb
+
+    start, stop = parse_range(span, PROBLEM_COUNT)
+    tasks = humaneval_tasks(start, stop)
+    cache_file = cache_file or answers_path(app.paths.home)
+    out = cache_file.with_name(f"ensemble-{start}-{stop}.json")
+    bench = eb.EnsembleBench(app.config, app.inventory, app.paths, cache_file, out.with_suffix(".progress.jsonl"))
+
+    def progress(number: int, task: TaskSpec, outcomes: dict, resumed: bool) -> None:
+        marks = " ".join(f"{arm.removeprefix(eb.SINGLE)}{'+' if o.solved else '-'}" for arm, o in outcomes.items())
+        app.err_console.print(f"[{number}/{len(tasks)}] {task.id}: {marks}{' (recorded earlier)' if resumed else ''}",
+                              soft_wrap=True, markup=False)
+
+    warn = lambda msg: app.err_console.print(f"[yellow]warning: {msg}[/yellow]")
+    fleet, totals = asyncio.run(bench.run(tasks, progress, warn))
+    arms = list(totals.values())
+    app.console.print(eb.table(arms, f"Ensembles on HumanEval {start}:{stop}, fleet: {', '.join(fleet)}"))
+    for line in eb.verdict(arms):
+        app.console.print(line, markup=False)
+    out.write_text(json.dumps({"range": [start, stop], "fleet": fleet, "inventory": app.inventory.source,
+                               "config": app.config.to_dict(), "arms": [a.to_dict() for a in arms],
+                               "verdict": eb.verdict(arms)}, indent=1))
+    app.console.print(f"results: {out}\ncache: {cache_file}")
+
+
 @bench_group.command("routing")
 @click.option("--range", "span", default="0:40", show_default=True,
               help="HumanEval problems A:B (half-open); 'none' for no HumanEval.")

@@ -141,7 +141,8 @@ def serve_cmd(app: AppContext, names: tuple[str, ...], contexts: tuple[str, ...]
         if not quiet:
             app.console.print(f"{served.spec.name}: {served.url}/v1 ready in {seconds:.2f} s")
 
-    serve(inventory, app.paths.models_dir, [s.name for s in specs], on_ready=ready)
+    serve(inventory, app.paths.models_dir, [s.name for s in specs], on_ready=ready,
+          slots=app.config.ensemble.llama_slots)
 
 
 @models_group.command("ask")

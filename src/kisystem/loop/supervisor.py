@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Awaitable, Callable, Protocol, Sequence
 
 from kisystem import interrupts
 from kisystem.config import OptimizationConfig
@@ -33,6 +33,10 @@ from kisystem.routing.policy import RoutingPolicy, choose_start
 from kisystem.models.base import Generation, GenerationRequest, OnText
 from kisystem.models.inventory import Inventory
 from kisystem.store.learning import LearningStore, RunResult
+
+if TYPE_CHECKING:
+    from kisystem.ensemble.loop import EnsembleTurn
+
 # Not this model's fault, and no answer to judge: the task moves on along its chain.
 SKIP_MODEL = (ModelNotFound, BackendUnreachable, BackendCooledDown, PromptTooLong)
 BACKEND_DOWN = (BackendUnreachable, BackendCooledDown)
@@ -115,8 +119,12 @@ class Supervisor:
                  on_event: Callable[[LoopEvent], None] | None = None,
                  available: set[str] | None = None, policy: RoutingPolicy | None = None,
                  floor: CapabilityFloor | None = None, hot_domains: Callable[[], list[str]] | None = None,
-                 lessons: Callable[[str, str], str] | None = None) -> None:
-        """``lessons(domain, model)``: lessons from earlier runs for fix and optimize prompts."""
+                 lessons: Callable[[str, str], str] | None = None, ensemble: EnsembleTurn | None = None) -> None:
+        """``lessons(domain, model)``: lessons from earlier runs for fix and optimize prompts; ``ensemble``:
+        the ensemble's turn around the chain (default: as ``ensemble.in_loop`` configures, off)."""
+        from kisystem.ensemble.loop import in_loop_strategy
+
+        self.ensemble = ensemble if ensemble is not None else in_loop_strategy(config)
         self.config = config
         self.lessons = lessons
         self.policy = policy
@@ -145,7 +153,7 @@ class Supervisor:
         outcome, reason, iterations = "error", "crashed", 0
         try:
             async with self.attempts.task_run(task, run_id):
-                outcome, reason, iterations = await self._iterate(task, run_id, router, tally)
+                outcome, reason, iterations = await self._strategy(task, run_id, router, tally)
         except (asyncio.CancelledError, KeyboardInterrupt) as err:  # Ctrl-C, SIGTERM, SIGHUP, a cancelled worker
             outcome, reason = "interrupted", interrupts.reason(
                 "cancelled (Ctrl-C, or its caller stopped)" if isinstance(err, asyncio.CancelledError) else "Ctrl-C")
@@ -157,6 +165,13 @@ class Supervisor:
             result = self._finish(task, run_id, router, tally, outcome, reason, iterations, started)
             self.attempts.retire(run_id, solved=result.solved)
         return result
+
+    def _strategy(self, task: TaskSpec, run_id: str, router: StopLossRouter,
+                  tally: _Tally) -> Awaitable[tuple[str, str, int]]:
+        """The chain's iterations, with the ensemble's turn around them where configured (kisystem.ensemble.loop)."""
+        if self.ensemble is None:
+            return self._iterate(task, run_id, router, tally)
+        return self.ensemble.around(self, self._iterate, task, run_id, router, tally)
 
     async def _iterate(self, task: TaskSpec, run_id: str, router: StopLossRouter,
                        tally: _Tally) -> tuple[str, str, int]:

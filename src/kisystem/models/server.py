@@ -104,8 +104,9 @@ OPENMP_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def start_server(spec: ModelSpec, gguf: Path, port: int, n_threads: int | None = None,
-                 log_file: Path | None = None):
-    """Load one GGUF into llama.cpp's server on 127.0.0.1:port; returns once it listens.
+                 log_file: Path | None = None, slots: int = 1):
+    """Load one GGUF into llama.cpp's server on 127.0.0.1:port with ``slots`` parallel request
+    slots; returns once it listens.
 
     A taken port is found before the model loads.  llama.cpp's start-up log goes to
     ``log_file`` when given, not to the terminal; a failed start becomes
@@ -115,7 +116,7 @@ def start_server(spec: ModelSpec, gguf: Path, port: int, n_threads: int | None =
         os.environ.setdefault(name, value)  # the user's own setting wins
     import xllamacpp  # imported late: it loads native libraries
 
-    params = server_params(xllamacpp.CommonParams(), spec, gguf, port, n_threads)
+    params = server_params(xllamacpp.CommonParams(), spec, gguf, port, n_threads, slots)
     with _native_log_to(log_file) as log:
         try:
             return xllamacpp.Server(params)
@@ -126,11 +127,19 @@ def start_server(spec: ModelSpec, gguf: Path, port: int, n_threads: int | None =
                                    f"{why}{where}") from err
 
 
-def server_params(params, spec: ModelSpec, gguf: Path, port: int, n_threads: int | None = None):
-    """``params`` (xllamacpp's CommonParams) set up to serve ``spec`` from ``gguf`` on ``port``."""
+def server_params(params, spec: ModelSpec, gguf: Path, port: int, n_threads: int | None = None, slots: int = 1):
+    """``params`` (xllamacpp's CommonParams) set up to serve ``spec`` from ``gguf`` on ``port``.
+
+    ``slots`` requests are served at once (the ensemble's concurrent members, config
+    ``ensemble.server_slots``).  llama.cpp splits its context evenly over the slots, so it is
+    given the model's context once per slot: every request keeps the whole context (the KV
+    cache grows by the same factor)."""
+    if slots < 1:
+        raise UsageError(f"an embedded server needs at least one slot, not {slots}")
     params.model.path = str(gguf)
     params.model_alias = {spec.name}
-    params.n_ctx = served_n_ctx(spec)
+    params.n_parallel = slots
+    params.n_ctx = served_n_ctx(spec) * slots
     params.cpuparams.n_threads = n_threads or max(1, os.cpu_count() or 1)
     params.port = port
     params.endpoint_metrics = True
@@ -194,7 +203,8 @@ def ensure_port_free(port: int, model: str) -> None:
 
 
 def serve(inventory: Inventory, models_dir: Path, names: list[str] | None = None,
-          on_ready=None, stop: threading.Event | None = None, log_file: Path | None = None) -> None:
+          on_ready=None, stop: threading.Event | None = None, log_file: Path | None = None,
+          slots: int = 1) -> None:
     """Pull if needed, start every embedded model, block until SIGINT/SIGTERM or ``stop``.
 
     llama.cpp's start-up log goes to ``log_file`` (default HOME/logs/embedded-server.log,
@@ -209,7 +219,7 @@ def serve(inventory: Inventory, models_dir: Path, names: list[str] | None = None
         gguf = catalog.pull(models_dir, spec.embedded)
         url = inventory.endpoints[spec.endpoint].base_url
         started = time.monotonic()
-        servers.append(start_server(spec, gguf, port_of(url), log_file=log_file))
+        servers.append(start_server(spec, gguf, port_of(url), log_file=log_file, slots=slots))
         if on_ready:
             on_ready(ServedModel(spec, url, gguf), time.monotonic() - started)
     for sig in (signal.SIGINT, signal.SIGTERM):

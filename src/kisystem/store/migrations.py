@@ -486,6 +486,27 @@ _SCHEDULE_TRIGGERS = (
 )
 
 
+# -- migration 11: the ensemble's query cache (seed E) ---------------------------------------
+# One row per cached question: the key is the sha256 of the normalised prompt, the sorted model
+# set, the sampling parameters and the tier (kisystem.ensemble.cache); the chosen answer and the
+# consensus figures (JSON) are what a repeated question gets back.  ``used_seq`` grows with every
+# put and hit, so the least recently used rows go first when the cache is over its size limit,
+# whatever the clock's resolution; times are ISO-8601 UTC text.
+
+_ENSEMBLE_CACHE = """
+CREATE TABLE ensemble_cache (
+    key        TEXT PRIMARY KEY CHECK (length(key) = 64),
+    tier       TEXT NOT NULL,
+    models     TEXT NOT NULL DEFAULT '[]',
+    answer     TEXT NOT NULL,
+    figures    TEXT NOT NULL DEFAULT '{}',
+    created_ts TEXT NOT NULL,
+    used_ts    TEXT NOT NULL,
+    used_seq   INTEGER NOT NULL,
+    hits       INTEGER NOT NULL DEFAULT 0 CHECK (hits >= 0)
+) WITHOUT ROWID
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -596,6 +617,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX idx_schedule_runs_task ON schedule_runs(task, id)",
             "CREATE INDEX idx_schedule_runs_started ON schedule_runs(started)",
         ),
+    ),
+    Migration(
+        11,
+        "the ensemble's query cache: chosen answer and consensus figures per question, size-limited",
+        (_ENSEMBLE_CACHE, "CREATE INDEX idx_ensemble_cache_used ON ensemble_cache(used_seq)"),
     ),
 )
 
