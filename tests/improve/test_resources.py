@@ -88,6 +88,7 @@ def test_process_memory_of_this_process_and_of_a_gone_one() -> None:
 class Spec:
     name: str
     embedded: str | None
+    context_tokens: int | None = None
 
 
 @dataclass
@@ -113,7 +114,8 @@ def test_server_watch_stores_the_memory_beyond_weights_and_kv(tmp_path: Path, mo
     monkeypatch.setattr(resources.server_records, "state_of", lambda home, port: ("shared", me))
     forwarded: list[LoopEvent] = []
     with LearningStore.open(tmp_path / "learning.db") as store:
-        watch = ServerWatch(FakeFleet(tmp_path), store, models, forward=forwarded.append)  # type: ignore[arg-type]
+        watch = ServerWatch(FakeFleet(tmp_path), store, models, forward=forwarded.append,  # type: ignore[arg-type]
+                            slots=2)
         first, second = store.start_run("a", "Python/General", "coder"), store.start_run("b", "Python/General", "tiny")
         watch(exit_event(first))
         watch(exit_event(second, "tiny"))  # the same server within a minute: not sampled again
@@ -123,7 +125,8 @@ def test_server_watch_stores_the_memory_beyond_weights_and_kv(tmp_path: Path, mo
     weights = (catalog.embedded_model("qwen2.5-coder-0.5b").size + catalog.embedded_model("smollm2-135m").size) / MB
     assert data["pid"] == me and data["models"] == ["coder", "tiny"]
     assert data["weights_mb"] == pytest.approx(weights, abs=0.1)
-    assert data["kv_mb"] == pytest.approx(48 + 90, abs=0.1)  # 4096 x 30 x 3 x 128 x 2 bytes = 90 MiB
+    # two slots of 4096 tokens each: 2 x (48 MiB, and 4096 x 30 x 3 x 128 x 2 bytes = 90 MiB)
+    assert data["kv_mb"] == pytest.approx(2 * (48 + 90), abs=0.1)
     assert data["beyond_mb"] == pytest.approx(data["peak_mb"] - data["weights_mb"] - data["kv_mb"], abs=0.2)
 
 

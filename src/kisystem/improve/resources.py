@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 
 from kisystem.loop.supervisor import LoopEvent
 from kisystem.models import catalog, server_records
-from kisystem.models.server import EmbeddedFleet, port_of
+from kisystem.models.server import EmbeddedFleet, port_of, served_n_ctx
 from kisystem.store.learning import LearningStore
 
 log = logging.getLogger(__name__)
@@ -148,19 +148,20 @@ def process_memory_mb(pid: int) -> tuple[float, float] | None:
     return kib["VmHWM"] / 1024, kib["VmRSS"] / 1024
 
 
-def served_model_bytes(name: str, models_dir: Path) -> tuple[int, int]:
-    """(weights, KV cache) bytes of an embedded catalog model as kisystem serves it."""
+def served_model_bytes(name: str, models_dir: Path, n_ctx: int | None = None) -> tuple[int, int]:
+    """(weights, KV cache) bytes of an embedded catalog model served with ``n_ctx`` tokens of
+    context over all its slots (default: the catalog's, one slot)."""
     model = catalog.embedded_model(name)
     path = models_dir / model.filename
-    return model.size, kv_cache_bytes(gguf_metadata(path), model.n_ctx)
+    return model.size, kv_cache_bytes(gguf_metadata(path), n_ctx or model.n_ctx)
 
 
-def server_memory(pid: int, models: dict[str, str], models_dir: Path) -> ServerMemory | None:
-    """The memory of server ``pid``, which serves ``models`` (inventory name -> catalog name)."""
+def server_memory(pid: int, models: dict[str, tuple[str, int | None]], models_dir: Path) -> ServerMemory | None:
+    """The memory of server ``pid``, which serves ``models`` (inventory name -> (catalog name, n_ctx))."""
     measured = process_memory_mb(pid)
     if measured is None:
         return None
-    sizes = [served_model_bytes(embedded, models_dir) for embedded in models.values()]
+    sizes = [served_model_bytes(embedded, models_dir, n_ctx) for embedded, n_ctx in models.values()]
     return ServerMemory(pid, tuple(sorted(models)), measured[0], measured[1],
                         sum(w for w, _ in sizes) / MB, sum(kv for _, kv in sizes) / MB)
 
@@ -170,8 +171,10 @@ class ServerWatch:
     as a ``server_memory`` event of the run (at most once per SAMPLE_EVERY_S per server)."""
 
     def __init__(self, fleet: EmbeddedFleet, store: LearningStore, models_dir: Path,
-                 forward: Callable[[LoopEvent], None] | None = None, every_s: float = SAMPLE_EVERY_S) -> None:
-        self.fleet, self.store, self.models_dir = fleet, store, models_dir
+                 forward: Callable[[LoopEvent], None] | None = None, every_s: float = SAMPLE_EVERY_S,
+                 slots: int = 1) -> None:
+        """``slots``: the parallel slots the servers run with (each holds a whole context's KV cache)."""
+        self.fleet, self.store, self.models_dir, self.slots = fleet, store, models_dir, slots
         self.forward = forward
         self.every_s = every_s
         self._last: dict[int, float] = {}
@@ -195,12 +198,12 @@ class ServerWatch:
             self._last[pid] = time.monotonic()
             self.store.append_event(event.run_id, "server_memory", memory.payload())
 
-    def _served_by_pid(self) -> dict[int, dict[str, str]]:
-        by_pid: dict[int, dict[str, str]] = defaultdict(dict)
+    def _served_by_pid(self) -> dict[int, dict[str, tuple[str, int | None]]]:
+        by_pid: dict[int, dict[str, tuple[str, int | None]]] = defaultdict(dict)
         for spec in self.fleet.specs:
             _state, pid = server_records.state_of(self.fleet.home, port_of(self.fleet.urls[spec.name]))
             if pid is not None and spec.embedded:
-                by_pid[pid][spec.name] = spec.embedded
+                by_pid[pid][spec.name] = (spec.embedded, served_n_ctx(spec) * self.slots)
         return by_pid
 
 

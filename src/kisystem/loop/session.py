@@ -133,7 +133,8 @@ async def loop_session(config: OptimizationConfig, inventory: Inventory, paths: 
                                      temperatures=(config.sample_temperature, config.repair_temperature),
                                      reviewer=guardian.review if config.static_analysis else None)
             feedback = FeedbackLoop(store, config.feedback)
-            watch = ServerWatch(fleet, store, paths.models_dir, forward=on_event) if fleet else on_event
+            watch = (ServerWatch(fleet, store, paths.models_dir, forward=on_event, slots=config.ensemble.llama_slots)
+                     if fleet else on_event)
             teacher = Teacher(feedback, forward=watch) if config.lessons_in_prompts else None
             recorder = FeedbackRecorder(feedback, forward=teacher or watch)  # every run feeds improve/
             yield Supervisor(config, inventory, generator, store, attempts, on_event=recorder, available=available,
