@@ -11,7 +11,7 @@ import pytest
 
 from kisystem.config import EnsembleSettings
 from kisystem.ensemble.fanout import SETTLED_EARLY, EndpointSemaphores, fan_out
-from kisystem.ensemble.members import FanOut, Member, MemberAnswer, Tier
+from kisystem.ensemble.members import FanOut, Member, MemberAnswer, NotNeeded, Tier
 from kisystem.errors import BackendError
 from tests.ensemble.scripted import ScriptedGenerator, request_for, run_virtual
 
@@ -181,3 +181,11 @@ def test_endpoint_semaphores_come_from_the_config_and_need_a_slot() -> None:
     assert EndpointSemaphores.from_settings(EnsembleSettings(max_concurrent_per_endpoint=5)).limit == 5
     with pytest.raises(ValueError, match="at least one slot"):
         EndpointSemaphores(0)
+
+
+def test_a_member_ended_as_not_needed_is_dropped_not_failed(caplog) -> None:
+    gen = ScriptedGenerator({"a": (1.0, "answer"), "b": (2.0, NotNeeded("not needed: a candidate passed"))})
+    with caplog.at_level(logging.INFO, logger="kisystem.ensemble.fanout"):
+        out = ask(gen, [Member("a"), Member("b")])
+    assert summary(out) == [("a", 0, "answer", 1.0, False), ("b", 0, "not needed: a candidate passed", 2.0, True)]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # nothing failed

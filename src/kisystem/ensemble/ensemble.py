@@ -46,6 +46,7 @@ from kisystem.ensemble.members import (
     Generator,
     Member,
     MemberAnswer,
+    NotNeeded,
     Settled,
     Tier,
 )
@@ -166,22 +167,18 @@ class _Stoppable:
 
     async def generate(self, request: GenerationRequest, on_text: OnText | None = None) -> Generation:
         if self.stop.is_set():
-            raise _NotNeeded(NOT_NEEDED)
+            raise NotNeeded(NOT_NEEDED)
         call = asyncio.ensure_future(self.inner.generate(request, on_text))
         stopped = asyncio.ensure_future(self.stop.wait())
         try:
             await asyncio.wait({call, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if call.done():
                 return call.result()
-            raise _NotNeeded(NOT_NEEDED)
+            raise NotNeeded(NOT_NEEDED)
         finally:
             for pending in (call, stopped):
                 pending.cancel()
             await asyncio.wait({call, stopped})
-
-
-class _NotNeeded(Exception):
-    pass
 
 
 class _Timed:

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 
 from kisystem.config import EnsembleSettings
-from kisystem.ensemble.members import FanOut, Generator, Member, MemberAnswer, RequestFor, Settled, Tier
+from kisystem.ensemble.members import FanOut, Generator, Member, MemberAnswer, NotNeeded, RequestFor, Settled, Tier
 from kisystem.models.base import Generation
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,9 @@ class _Run:
         if error is None:
             return MemberAnswer(member, task.result(), self._elapsed())
         why = _describe(error)
+        if isinstance(error, NotNeeded):
+            log.info("ensemble member %s (sample %d) dropped: %s", member.model, member.sample, why)
+            return MemberAnswer(member, None, self._elapsed(), error=str(error), dropped=True)
         log.warning("ensemble member %s (sample %d) failed: %s", member.model, member.sample, why)
         return MemberAnswer(member, None, self._elapsed(), error=why)
 

@@ -69,6 +69,11 @@ class FanOut:
         return [a for a in self.answers if a.ok]
 
 
+class NotNeeded(Exception):
+    """Raised by a generator to end a member on purpose (the question was settled without it): the
+    fan-out records the member as dropped, not failed."""
+
+
 class Generator(Protocol):
     """What the fan-out asks: kisystem's ModelClient / ResilientClient."""
 
