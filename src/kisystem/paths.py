@@ -19,8 +19,9 @@ TEST_HOME_ENV = "KISYSTEM_TEST_HOME"  # where the integration tests cache model 
 QUEUE_KILL_ENV = "KISYSTEM_QUEUE_KILL_AT"  # test hook: the queue runner dies at this step
 SLOW_TESTS_ENV = "KISYSTEM_SLOW_TESTS"  # opt-in for the minutes-long tests
 DEBUG_ENV = "KISYSTEM_DEBUG"  # an error no boundary translated also prints its traceback
+DASHBOARD_TOKEN_ENV = "KISYSTEM_DASHBOARD_TOKEN"  # the secret `kisystem serve` needs off loopback
 RESERVED_ENV = frozenset({HOME_ENV, DB_ENV, CONFIG_ENV, SANDBOX_TOKEN_ENV, TEST_HOME_ENV, QUEUE_KILL_ENV,
-                          SLOW_TESTS_ENV, DEBUG_ENV})
+                          SLOW_TESTS_ENV, DEBUG_ENV, DASHBOARD_TOKEN_ENV})
 
 
 def default_home() -> Path:

@@ -46,14 +46,14 @@ def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
 
 def test_blank_database_gets_full_schema(tmp_path: Path) -> None:
     with LearningStore.open(tmp_path / "learning.db") as store:
-        assert store.schema_version() == LATEST_VERSION == 11
+        assert store.schema_version() == LATEST_VERSION == 12
     conn = sqlite3.connect(tmp_path / "learning.db")
     assert _names(conn, "table") == {"runs", "run_events", "domain_agg", "domain_model_agg", *QUEUE_TABLES,
                                      *FEEDBACK_TABLES, *OPTIMIZATION_TABLES, "health_history",
                                      *SCHEDULE_TABLES, *ENSEMBLE_TABLES}
     assert _names(conn, "index") == {"idx_runs_domain_ts", "idx_runs_domain_model_ts", "idx_run_events_run",
                                      "idx_runs_running", *QUEUE_INDEXES, *FEEDBACK_INDEXES, *OPTIMIZATION_INDEXES,
-                                     "idx_health_history_agent", *SCHEDULE_INDEXES,
+                                     "idx_health_history_agent", *SCHEDULE_INDEXES, "idx_runs_ts",
                                      *ENSEMBLE_INDEXES}
     assert _names(conn, "trigger") == {"run_events_no_update", "run_events_no_delete", *QUEUE_TRIGGERS,
                                        *FEEDBACK_TRIGGERS, *HEALTH_TRIGGERS, *SCHEDULE_TRIGGERS}

@@ -623,6 +623,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "the ensemble's query cache: chosen answer and consensus figures per question, size-limited",
         (_ENSEMBLE_CACHE, "CREATE INDEX idx_ensemble_cache_used ON ensemble_cache(used_seq)"),
     ),
+    Migration(
+        12,
+        "runs by start time: the dashboard's newest-first, keyset-paginated run list and time windows",
+        ("CREATE INDEX idx_runs_ts ON runs(ts, run_id, outcome)",),  # outcome: counts per window from the index
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
