@@ -7,7 +7,7 @@ The fan-out (:mod:`kisystem.ensemble.fanout`) produces :class:`FanOut`; the cons
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 

@@ -23,7 +23,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from kisystem.config import FeedbackSettings
@@ -35,6 +35,7 @@ from kisystem.improve.patterns import DetectedPattern
 from kisystem.store import base
 from kisystem.store.learning import LearningStore, RunRecord
 from kisystem.store.migrations import FEEDBACK_SOURCES, FEEDBACK_TYPES
+from kisystem.store.times import iso as _iso, iso_opt as _iso_opt, parse as _parse
 
 log = logging.getLogger(__name__)
 
@@ -540,15 +541,3 @@ def _dump(value: Mapping[str, Any]) -> str:
     return json.dumps(dict(value), default=str, ensure_ascii=False, sort_keys=True)
 
 
-def _iso(dt: datetime) -> str:
-    if dt.tzinfo is None:
-        raise ValueError(f"naive datetime {dt!r}: the learning database stores UTC times")
-    return dt.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _iso_opt(dt: datetime | None) -> str | None:
-    return _iso(dt) if dt is not None else None
-
-
-def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text)

@@ -42,7 +42,7 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from kisystem.config import OptimizationConfig
@@ -55,6 +55,7 @@ from kisystem.store.learning import (
     LearningStore,
     attempted_models,
 )
+from kisystem.store.times import iso as _iso
 
 WEIGHTS = {"success_rate": 0.40, "response_time_score": 0.25, "code_quality": 0.20, "error_rate": 0.15}
 UNMEASURED_RESPONSE = 0.5
@@ -374,6 +375,3 @@ def _health(row: sqlite3.Row) -> Health:
                   row["code_quality"], row["error_rate"], row["runs"], row["trend"], details, previous,
                   datetime.fromisoformat(row["ts"]), row["id"])
 
-
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat(timespec="microseconds")

@@ -26,7 +26,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -34,6 +34,7 @@ from kisystem.loop.supervisor import LoopEvent
 from kisystem.models import catalog, server_records
 from kisystem.models.server import EmbeddedFleet, port_of, served_n_ctx
 from kisystem.store.learning import LearningStore
+from kisystem.store.times import iso as _iso
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +255,3 @@ def _server_samples(events: Iterable[tuple[str, dict[str, Any], str]]) -> list[R
                            memory_mb=data["beyond_mb"])
             for models, data in sorted(worst.items())]
 
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat(timespec="microseconds")

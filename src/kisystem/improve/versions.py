@@ -28,6 +28,7 @@ from kisystem.improve.plans import Opportunity, Plan, Strategy, change_from_json
 from kisystem.models.inventory import Inventory
 from kisystem.store import db
 from kisystem.store.base import GuardedStore
+from kisystem.store.times import iso as _iso
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +259,3 @@ def _result(row: sqlite3.Row) -> PlanResult:
     return PlanResult(row["plan"], row["version"], bool(row["kept"]), row["metric"], json.loads(row["before"]),
                       json.loads(row["after"]), row["detail"], datetime.fromisoformat(row["ts"]))
 
-
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat(timespec="microseconds")

@@ -27,6 +27,10 @@ from kisystem.schedule.holders import holder_gone
 from kisystem.schedule.tasks import OptimizationTask
 from kisystem.store import db
 from kisystem.store.base import GuardedStore, where
+from kisystem.store.times import iso as _iso
+from kisystem.store.times import iso_opt as _iso_opt
+from kisystem.store.times import parse as _parse
+from kisystem.store.times import parse_opt as _parse_opt
 
 Clock = Callable[[], datetime]
 Gone = Callable[[str], "str | None"]
@@ -373,19 +377,3 @@ def _run(r: Any) -> JobRun:
                   r["holder"])  # fmt: skip
 
 
-def _iso(dt: datetime) -> str:
-    if dt.tzinfo is None:
-        raise ValueError(f"naive datetime {dt!r}: the learning database stores UTC times")
-    return dt.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _iso_opt(dt: datetime | None) -> str | None:
-    return _iso(dt) if dt is not None else None
-
-
-def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-def _parse_opt(text: str | None) -> datetime | None:
-    return _parse(text) if text is not None else None

@@ -40,6 +40,7 @@ from kisystem.errors import StoreError
 from kisystem.store import db, owner
 from kisystem.store.base import GuardedStore
 from kisystem.store.migrations import current_version
+from kisystem.store.times import iso as _iso, parse as _parse, parse_opt as _parse_opt
 
 Outcome = Literal["running", "success", "failed", "exhausted", "aborted", "error", "interrupted"]
 Phase = Literal["BUILD", "TEST", "PROFILE", "GENERATE"]
@@ -574,20 +575,6 @@ def _domain_filter(domain: str | None, keyword: str) -> tuple[str, tuple[Any, ..
 def _value(v: Any) -> Any:
     """Accept enum members (e.g. a loop's Phase enum) where the schema wants their text."""
     return getattr(v, "value", v)
-
-
-def _iso(dt: datetime) -> str:
-    if dt.tzinfo is None:
-        raise ValueError(f"naive datetime {dt!r}: the learning database stores UTC times")
-    return dt.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-def _parse_opt(text: str | None) -> datetime | None:
-    return _parse(text) if text is not None else None
 
 
 # -- aggregates ---------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +58,3 @@ class DashboardDb:
         with self.lock:
             self.conn.close()
 
-
-def iso(dt: datetime) -> str:
-    """``dt`` as the database writes times (fixed-width ISO-8601 UTC), so string order is time order."""
-    return dt.astimezone(UTC).isoformat(timespec="microseconds")

@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +31,13 @@ from kisystem.loop.taskspec import TaskSpec, load_task_text
 from kisystem.models.inventory import Inventory
 from kisystem.schedule.tasks import JobContext
 from kisystem.store.learning import LearningStore
+from kisystem.store.times import iso
 
 OUTCOMES_GLOB = "routing-outcomes-*.json"  # what `kisystem bench routing` records (kisystem optimize reads it too)
 EVIDENCE_OUTCOMES = ("success", "failed", "exhausted")
 OPEN_PLAN_STATUSES = ("proposed", "awaiting_approval")
 NO_CODE_SEVERITY = 2  # as the loop's NO_CODE failure
 BACKEND_SEVERITY = 3  # as Attempt.generation_failed
-
-
-def iso(dt: datetime) -> str:
-    """The learning database's time format (fixed-width UTC ISO-8601: string order is time order)."""
-    return dt.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def rounded(value: float | None, digits: int = 3) -> float | None:
