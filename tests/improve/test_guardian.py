@@ -23,6 +23,11 @@ async def test_clean_python_scores_full_marks():
     assert await review("python", CLEAN) == guardian.Review(1.0, 1.0, [], ("ruff", "bandit"))
 
 
+async def test_asserts_are_not_security_findings():
+    checked = "def clamp(x, lo, hi):\n    assert lo <= hi\n    assert lo < 10\n    assert hi > 0\n    return max(lo, min(x, hi))\n"
+    assert (await review("python", checked)).security == 1.0  # bandit's B101 would have made it 0.7
+
+
 async def test_c_warnings_count_and_format_security_is_a_security_finding():
     found = await review("c", "#include <stdio.h>\nint main(void) {\n  int unused;\n  char *s = 0;\n"
                               "  printf(s);\n  return 0;\n}\n")

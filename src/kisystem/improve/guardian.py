@@ -9,6 +9,9 @@ languages are not reviewed.
 Scores, 0..1:
   quality  = 1 - min(1, 2 * quality findings / lines of code)   (1 finding in 10 lines: 0.8)
   security = 1 - min(1, sum of bandit severities: HIGH 0.5, MEDIUM 0.25, LOW 0.1)
+
+bandit's B101 (``assert`` used) is skipped: asserts in a generated function are checks, not a
+vulnerability, and on HumanEval three of them made a "CRITICAL" finding out of nothing.
 """
 
 from __future__ import annotations
@@ -49,13 +52,16 @@ async def review(language: str, code: str) -> Review | None:
     return None
 
 
+BANDIT_SKIP = "B101"
+
+
 async def _python(code: str) -> Review | None:
     with tempfile.TemporaryDirectory(prefix="kisystem-guardian-") as tmp:
         path = Path(tmp) / "solution.py"
         path.write_text(code)
         ruff = await _run([sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated", "--select", RUFF_RULES,
                            "--output-format", "json", str(path)])
-        bandit = await _run([sys.executable, "-m", "bandit", "-q", "-f", "json", str(path)])
+        bandit = await _run([sys.executable, "-m", "bandit", "-q", "--skip", BANDIT_SKIP, "-f", "json", str(path)])
     quality_found = _json(ruff) if isinstance(_json(ruff), list) else None
     security_found = (_json(bandit) or {}).get("results") if isinstance(_json(bandit), dict) else None
     if quality_found is None and security_found is None:
