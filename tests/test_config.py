@@ -50,7 +50,7 @@ SPEC_DEFAULTS = {
     "backend_failures_before_cooldown": 2,
     "backend_cooldown_s": 60,
     "static_analysis": True,
-    "lessons_in_prompts": False,
+    "lessons_in_prompts": True,
     "enable_scheduled_jobs": False,
     "feedback": {"pattern_min_frequency": 3, "pattern_min_confidence": 0.6, "pattern_lookback_days": 7,
                  "quality_threshold": 0.8, "performance_threshold": 0.5},

@@ -309,8 +309,9 @@ class OptimizationConfig:
     # guardian feedback (quality_score, security).
     static_analysis: bool = _bool(True)
     # "Lessons from earlier runs" (improve/ learnings for the model and domain) in fix and
-    # optimize prompts; off until a benchmark shows they help.
-    lessons_in_prompts: bool = _bool(False)
+    # optimize prompts.  On: on HumanEval 0:80 the loop solved 77 with them against 76 without,
+    # in 99 attempts against 101 and 2631 against 2700 model-seconds (README, "Lessons").
+    lessons_in_prompts: bool = _bool(True)
     # `kisystem queue run` also runs the due `continuous` scheduled jobs (improvement proposals)
     # between tasks; off by default: `kisystem schedule run` is the scheduler's own process.
     enable_scheduled_jobs: bool = _bool(False)
