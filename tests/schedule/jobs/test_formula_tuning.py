@@ -87,7 +87,7 @@ def test_the_better_fit_is_proposed_and_kept_copy_on_write(db):
                                                      SetTwoTierThresholds(5.0, 3))
     assert active is not None and active.plan == plan["id"]
     assert active.overlay.settings["two_tier_profiling"] == {"score_change_threshold": 5.0, "max_tier0_streak": 3}
-    assert r["meta_supervisor_weights"]["planned"] is False
+    assert "3 failed and 9 solved" in r["meta_supervisor_weights"]["skipped"]  # too few failures to fit P(d)
 
 
 def test_a_second_run_fits_the_active_configuration_and_proposes_nothing(db):
@@ -130,6 +130,8 @@ def test_auc_and_the_meta_weights_fit():
     assert auc([0.1, 0.2], [True, True]) is None
     # failures follow a recent error (R), not the failure rate: the fit moves weight to recency
     cases = [PriorityCase((0.1, 0.0, 0.5, 0.1), True), PriorityCase((0.9, 0.0, 0.5, -0.1), False)] * 3
+    assert "needs at least 10 of each" in fit_meta(cases, MetaSupervisorWeights())["skipped"]  # 3 failed: noise
+    cases *= 4
     fit = fit_meta(cases, MetaSupervisorWeights())
     assert fit["auc_current"] == 0.0 and fit["auc_best"] == 1.0 and fit["better"] is True
     assert fit["best"]["recency_weight"] > 0.1

@@ -74,6 +74,7 @@ from kisystem.store.learning import ERROR_OUTCOMES, MODEL_EVIDENCE_OUTCOMES, Run
 
 GRID_STEPS = 10  # weights in tenths
 AUC_GAIN = 0.01  # less than this is no better priority
+MIN_EACH = 10  # failed and solved runs each, before the meta weights are fitted to them
 SECONDS_GAIN = 0.01  # a profiling-time saving under 1 % is no better setting
 THRESHOLDS = (2.5, 5.0, 7.5, 10.0, 15.0, 20.0)
 STREAKS = (2, 3, 5, 8, 12)
@@ -173,9 +174,11 @@ def priority_auc(cases: Sequence[PriorityCase], weights: Sequence[float]) -> flo
 
 def fit_meta(cases: Sequence[PriorityCase], current: MetaSupervisorWeights) -> dict[str, Any]:
     now = tuple(asdict(current).values())
+    failed = sum(c.failed for c in cases)
+    if min(failed, len(cases) - failed) < MIN_EACH:
+        return {"skipped": f"{failed} failed and {len(cases) - failed} solved runs to judge: a fitted AUC needs "
+                           f"at least {MIN_EACH} of each (fewer fit noise)"}
     base = priority_auc(cases, now)
-    if base is None:
-        return {"skipped": f"{len(cases)} runs to judge, and they are all solved or all failed: no AUC"}
     scored = [(priority_auc(cases, w), w) for w in simplex(4)]
     best_auc, best = max(scored, key=lambda s: (round(s[0], 9), -_distance(s[1], now)))
     better = best_auc - base >= AUC_GAIN
