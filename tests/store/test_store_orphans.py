@@ -195,3 +195,16 @@ def test_nothing_to_close_takes_no_write_lock(store: LearningStore) -> None:
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+@LINUX_PROC
+def test_a_process_closes_its_own_running_rows_and_only_those(store: LearningStore, tmp_path: Path) -> None:
+    mine, other = store.start_run("a", "Python/General", "m"), store.start_run("c", "Python/General", "m")
+    with sqlite3.connect(tmp_path / "learning.db") as conn:  # another live process's row
+        conn.execute("UPDATE runs SET owner_pid = ? WHERE run_id = ?", (os.getppid(), other))
+    store.close_own_runs("terminated by SIGHUP")
+    store.close_own_runs("a second call finds nothing")
+    outcomes = {r.run_id: (r.outcome, r.reason) for r in (store.get_run(i) for i in (mine, other))}
+    assert outcomes[mine] == ("interrupted", "terminated by SIGHUP")
+    assert outcomes[other] == ("running", None)
+    assert [e.kind for e in store.events(mine)].count("interrupted") == 1

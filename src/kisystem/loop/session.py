@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
+from kisystem import interrupts
 from kisystem.config import OptimizationConfig
 from kisystem.errors import BackendUnreachable
 from kisystem.loop.attempt import AttemptRunner
@@ -137,6 +138,10 @@ async def loop_session(config: OptimizationConfig, inventory: Inventory, paths: 
                      if fleet else on_event)
             teacher = Teacher(feedback, forward=watch) if config.lessons_in_prompts else None
             recorder = FeedbackRecorder(feedback, forward=teacher or watch)  # every run feeds improve/
-            yield Supervisor(config, inventory, generator, store, attempts, on_event=recorder, available=available,
-                             lessons=teacher.lessons if teacher else None, **routing)
+            try:
+                yield Supervisor(config, inventory, generator, store, attempts, on_event=recorder,
+                                 available=available, lessons=teacher.lessons if teacher else None, **routing)
+            except BaseException:  # a signal or a crash ends every run of this process: none stays 'running'
+                store.close_own_runs(interrupts.reason("interrupted: the session ended"))
+                raise
 

@@ -148,10 +148,10 @@ class Supervisor:
         run_id = self.store.start_run(task.id, task.domain, router.current, sandbox=str(self.attempts.level),
                                       judge=task.judged_by)
         started, tally = time.monotonic(), _Tally()
-        self._emit("start", task, run_id, 0, router.current, chain=list(chain))
-        self._log_routing(task, run_id, route, advised)
         outcome, reason, iterations = "error", "crashed", 0
-        try:
+        try:  # from the row's first moment: a signal in the start events still records the run interrupted
+            self._emit("start", task, run_id, 0, router.current, chain=list(chain))
+            self._log_routing(task, run_id, route, advised)
             async with self.attempts.task_run(task, run_id):
                 outcome, reason, iterations = await self._strategy(task, run_id, router, tally)
         except (asyncio.CancelledError, KeyboardInterrupt) as err:  # Ctrl-C, SIGTERM, SIGHUP, a cancelled worker

@@ -379,6 +379,18 @@ class LearningStore(GuardedStore):
         with self.guarded.writing("cannot close the runs of dead processes") as conn:
             return [run_id for run_id, reason in orphans if _interrupt(conn, run_id, reason, now)]
 
+    def close_own_runs(self, reason: str) -> list[str]:
+        """Turn this process's own ``running`` rows into ``interrupted``: its last act when a signal
+        or a crash ends it, so that not even a run whose start the signal hit stays ``running``."""
+        me = owner.this_process()
+        rows = self.query("SELECT run_id FROM runs WHERE outcome = 'running' AND owner_host = ? AND owner_pid = ?"
+                          " AND owner_started IS ?", (me.host, me.pid, me.started))  # fmt: skip
+        if not rows:
+            return []
+        now = self.guarded.clock()
+        with self.guarded.writing("cannot close this process's runs") as conn:
+            return [row["run_id"] for row in rows if _interrupt(conn, row["run_id"], reason, now)]
+
     def _orphans(self, here: owner.Owner, now: datetime, stale_after_s: float | None) -> list[tuple[str, str]]:
         cutoff = _iso(now - timedelta(seconds=stale_after_s)) if stale_after_s is not None else None
         rows = self.query("SELECT run_id, ts, owner_host, owner_boot, owner_pid, owner_started FROM runs"
