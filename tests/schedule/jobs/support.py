@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 import tomllib
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,10 @@ from kisystem.paths import Paths
 from kisystem.schedule.tasks import JobContext
 from kisystem.store.learning import LearningStore, RunResult
 from kisystem.store.queue import QueueStore, StoredAnswer, Submission
+from tests.improve.health_support import T0, Clock  # noqa: F401  (T0 is used by the web tests too)
 
 PY = "Python/General"
 CPP = "C++/System"
-T0 = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
 
 FLEET = f"""
 [endpoints.local]
@@ -56,17 +55,6 @@ escalation = []
 def fleet() -> Inventory:
     """small (timeout 60 s, context 2048) -> big (120 s, 8192) on Python; big alone on C++."""
     return parse_inventory(tomllib.loads(FLEET), "job test fleet")
-
-
-@dataclass
-class Clock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @dataclass
