@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/bootstrap.sh
 source scripts/sandbox-tools.sh
+source scripts/browser-tools.sh
 exec python -m pytest "$@"

@@ -25,6 +25,14 @@ def test_metrics_families_and_values(seeded: Seeded) -> None:
         "kisystem_runs": "gauge", "kisystem_generation_seconds": "histogram",
         "kisystem_generation_completion_tokens": "histogram", "kisystem_queue_tasks": "gauge",
         "kisystem_health_score": "gauge", "kisystem_learning_db_schema_version": "gauge",
+        # seed B's success metrics (tests/web/test_metrics_stats.py); nothing profiled, no queued task finished:
+        # no profiling_time_saved_seconds, no queue_eta_replay_abs_error_ratio
+        "kisystem_goal_value": "gauge", "kisystem_goal_target": "gauge", "kisystem_goal_met": "gauge",
+        "kisystem_escalations": "counter", "kisystem_stoploss_triggers": "counter",
+        "kisystem_escalated_runs": "counter", "kisystem_recovered_runs": "counter",
+        "kisystem_model_solved_per_attempt": "gauge", "kisystem_model_solved_per_model_second": "gauge",
+        "kisystem_queue_throughput_tasks_per_hour": "gauge", "kisystem_queue_wait_seconds_avg": "gauge",
+        "kisystem_profiling_iterations": "gauge", "kisystem_stats_computed_timestamp_seconds": "gauge",
     }  # fmt: skip
     runs = _samples(families["kisystem_runs"])
     assert runs == {

@@ -17,7 +17,8 @@ from kisystem.paths import DASHBOARD_TOKEN_ENV
               help="Port to listen on (0: any free one).")
 @pass_app
 def serve(app: AppContext, host: str, port: int) -> None:
-    """Serve the dashboard (overview, runs) and /metrics until Ctrl-C.
+    """Serve the dashboard (overview, runs, models, domains, queue, profiling, improvement, alerts, stats)
+    and /metrics until Ctrl-C.
 
     Reads the learning database (--db) read-only.  Listens on loopback by default; to listen
     elsewhere, set KISYSTEM_DASHBOARD_TOKEN to a secret: every request must then carry it
@@ -26,4 +27,5 @@ def serve(app: AppContext, host: str, port: int) -> None:
     # Imported here: the web stack loads only for this command.
     from kisystem.web.server import serve_dashboard
 
-    serve_dashboard(app.paths.db, host, port, os.environ.get(DASHBOARD_TOKEN_ENV) or None, echo=click.echo)
+    serve_dashboard(app.paths.db, host, port, os.environ.get(DASHBOARD_TOKEN_ENV) or None, echo=click.echo,
+                    inventory=app.inventory, settings=app.config, home=app.paths.home)

@@ -7,6 +7,8 @@ seeded one with a fake clock.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.resources import files
 
@@ -20,12 +22,17 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from kisystem.store.learning import Clock, utc_now
-from kisystem.web import filters, routes
+from kisystem.web import filters, pages_stats, routes
 from kisystem.web.answers import AnswerFold
 from kisystem.web.db import DashboardDb
 from kisystem.web.events import Stream, events_response
 from kisystem.web.metrics import metrics_registry
+from kisystem.web.pages_improve import ROUTES as IMPROVE_ROUTES
+from kisystem.web.pages_models import ROUTES as MODEL_ROUTES
+from kisystem.web.pages_queue import ROUTES as QUEUE_ROUTES
+from kisystem.web.resources import ResourceSampler
 from kisystem.web.security import Guard, new_csrf_token
+from kisystem.web.stats_report import StatsSource
 
 
 @dataclass
@@ -39,18 +46,24 @@ class Dashboard:
     csrf_token: str
     clock: Clock
     stream: Stream
+    sampler: ResourceSampler  # the machine's resources, sampled while the app runs (its lifespan)
+    stats: StatsSource  # seed B's success metrics, kept a while: /stats and /metrics
 
 
 def create_app(db: DashboardDb, *, clock: Clock = utc_now, token: str | None = None,
-               allowed_hosts: frozenset[str] | None = None, stream: Stream | None = None) -> Starlette:
+               allowed_hosts: frozenset[str] | None = None, stream: Stream | None = None,
+               sampler: ResourceSampler | None = None) -> Starlette:
     """The dashboard over ``db``; ``token`` requires it on every request, ``allowed_hosts`` limits ``Host``."""
     fold = AnswerFold()
     csrf = new_csrf_token()
-    dashboard = Dashboard(db, fold, metrics_registry(db, fold), _templates(), csrf, clock, stream or Stream())
+    stats = StatsSource(db, clock)
+    dashboard = Dashboard(db, fold, metrics_registry(db, fold, stats), _templates(), csrf, clock, stream or Stream(),
+                          sampler=sampler or ResourceSampler(), stats=stats)
     app = Starlette(
         routes=_routes(),
         middleware=[Middleware(Guard, csrf_token=csrf, token=token, allowed_hosts=allowed_hosts)],
         exception_handlers={404: routes.not_found},
+        lifespan=_lifespan,
     )
     app.state.dashboard = dashboard
     return app
@@ -63,11 +76,24 @@ def _routes() -> list[Route | Mount]:
         Route("/overview/live", routes.overview_live, name="overview_live"),
         Route("/runs", routes.runs_list, name="runs"),
         Route("/runs/{run_id}", routes.run_page, name="run"),
+        *MODEL_ROUTES,
+        *QUEUE_ROUTES,
+        *IMPROVE_ROUTES,
         Route("/events", _events, name="events"),
+        Route("/stats", pages_stats.stats_page, name="stats"),
         Route("/metrics", routes.metrics, name="metrics"),
         Route("/healthz", routes.healthz, name="healthz"),
         Mount("/static", app=static, name="static"),
     ]
+
+
+@asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    """While the app runs: sample the machine's resources; compute the success metrics once at the start."""
+    dash: Dashboard = app.state.dashboard
+    dash.stats.warm()
+    async with dash.sampler.running():
+        yield
 
 
 async def _events(request: Request):  # async: the stream lives on the event loop, its reads in threads

@@ -9,7 +9,9 @@ answer fold's running histograms, see :mod:`kisystem.web.answers`):
   model) from the loop's ``answer`` events;
 - ``kisystem_queue_tasks{state}``: queue depth by state, every state listed;
 - ``kisystem_health_score{agent}``: the newest health score (0-100) of each agent, with its window;
-- ``kisystem_learning_db_schema_version``.
+- ``kisystem_learning_db_schema_version``;
+- seed B's success metrics (Phase 7 goals, escalations, queue efficiency, profiling time saved), kept up
+  to 5 minutes since they replay all history: see :mod:`kisystem.web.metrics_stats`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 
 from kisystem.web.answers import AnswerFold
 from kisystem.web.db import DashboardDb
+from kisystem.web.metrics_stats import StatsCollector
 from kisystem.web.overview import queue_depth
+from kisystem.web.stats_report import StatsSource
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -85,9 +89,11 @@ class LearningCollector:
         return family
 
 
-def metrics_registry(db: DashboardDb, fold: AnswerFold) -> CollectorRegistry:
+def metrics_registry(db: DashboardDb, fold: AnswerFold, stats: StatsSource | None = None) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(LearningCollector(db, fold))
+    if stats is not None:
+        registry.register(StatsCollector(stats))
     return registry
 
 

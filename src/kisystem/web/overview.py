@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 from kisystem.store.learning import ERROR_OUTCOMES, OUTCOMES
 from kisystem.store.migrations import QUEUE_STATES
-from kisystem.web.answers import AnswerFold
 from kisystem.store.times import iso
+from kisystem.web.answers import AnswerFold
 from kisystem.web.db import DashboardDb
 
 DAY = timedelta(days=1)

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from kisystem.errors import UsageError
 from kisystem.store.learning import OUTCOMES
-from kisystem.web import overview
+from kisystem.web import overview, resources
 from kisystem.web.metrics import CONTENT_TYPE, exposition
 from kisystem.web.run_detail import run_detail
 from kisystem.web.runs import Cursor, RunFilter, filter_options, runs_page
@@ -38,7 +38,8 @@ def _overview_context(request: Request, *, full: bool) -> dict:
     context = {"in_flight": overview.in_flight(dash.db, now), "outcomes": overview.outcome_counts(dash.db, now)}
     if full:
         context |= {"queue": overview.queue_depth(dash.db), "chart": overview.daily_chart(dash.db, now),
-                    "model_seconds": overview.model_seconds(dash.db, dash.fold, now)}
+                    "model_seconds": overview.model_seconds(dash.db, dash.fold, now),
+                    "resources": resources.panel(dash.sampler, dash.db, now)}
     return context
 
 

@@ -12,17 +12,24 @@ from pathlib import Path
 
 import uvicorn
 
+from kisystem.config import OptimizationConfig
 from kisystem.errors import KisystemError, describe_os_error
+from kisystem.models.inventory import Inventory
 from kisystem.web.app import create_app
 from kisystem.web.db import DashboardDb
 from kisystem.web.security import LOOPBACK_HOSTS, check_bind, is_loopback
+from kisystem.web.setup import configure
 
 SHUTDOWN_GRACE_S = 2  # open /events streams are closed after this when the server stops
 
 
 def serve_dashboard(db_path: Path, host: str, port: int, token: str | None,
-                    echo: Callable[[str], None] = print) -> None:
-    """Serve until interrupted; refuses a non-loopback ``host`` without ``token`` before opening anything."""
+                    echo: Callable[[str], None] = print, *, inventory: Inventory | None = None,
+                    settings: OptimizationConfig | None = None, home: Path | None = None) -> None:
+    """Serve until interrupted; refuses a non-loopback ``host`` without ``token`` before opening anything.
+
+    ``inventory``, ``settings`` and ``home``: what the pages probe, rank and approve plans with (:mod:`kisystem.web.setup`).
+    """
     check_bind(host, token)
     db = DashboardDb.open(db_path)
     try:
@@ -30,7 +37,8 @@ def serve_dashboard(db_path: Path, host: str, port: int, token: str | None,
         with sock:
             allowed = LOOPBACK_HOSTS if is_loopback(host) else None
             app = create_app(db, token=token, allowed_hosts=allowed)
-            config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+            configure(app, config=settings, inventory=inventory, home=home)
+            config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                                     timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
             echo(f"kisystem dashboard on {url(sock)} (learning database {db_path}, read-only); Ctrl-C stops")
             uvicorn.Server(config).run(sockets=[sock])
