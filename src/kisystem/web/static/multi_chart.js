@@ -7,6 +7,13 @@
 
   var PALETTE = ["#0969da", "#1a7f37", "#c0362c", "#8250df", "#9a6700", "#1b7c83", "#bf3989", "#57606a"];
 
+  // One x value (a day's runs, one run index) would make uPlot span years around it: a day (or 1) either side.
+  function xScale(data) {
+    if (data.x.length > 1) return { time: data.time };
+    var pad = data.time ? 86400 : 1;
+    return { time: data.time, auto: false, range: [data.x[0] - pad, data.x[0] + pad] };
+  }
+
   function draw(el) {
     var source = document.getElementById(el.dataset.multiChart);
     if (!source || !window.uPlot) return;
@@ -19,7 +26,7 @@
     var yScale = data.y_max === null ? {} : { range: [0, data.y_max] };
     var options = {
       width: Math.max(300, el.clientWidth || 600), height: 240, series: series,
-      scales: { x: { time: data.time }, y: yScale },
+      scales: { x: xScale(data), y: yScale },
       axes: [{}, { label: data.y_label }],
     };
     el.textContent = "";
