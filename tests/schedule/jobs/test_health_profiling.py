@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import tomllib
 
@@ -120,3 +121,28 @@ start = "ghost"
     r = (await health_profiling(db.ctx())).result
     assert r["reachable"] == 0 and r["models"]["ghost"]["reachable"] is False
     assert r["health"]["ghost"]["score"] is None
+
+
+def test_the_embedded_servers_memory_is_sized_beyond_weights_and_kv(tmp_path, monkeypatch):
+    """The real check found every server 'not sized': the job handed catalog names where (name, n_ctx) belong."""
+    from kisystem.models import catalog
+    from kisystem.models.inventory import load_inventory
+    from kisystem.schedule.jobs import health_profiling as job
+    from tests.improve.test_resources import write_gguf
+
+    db = Db(tmp_path / "home", inventory=load_inventory("embedded"))
+    try:
+        models = db.ctx().paths.models_dir
+        models.mkdir(parents=True)
+        for name in ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "smollm2-135m"):
+            write_gguf(models / catalog.embedded_model(name).filename)
+        me = os.getpid()  # this process stands in for the one server of all three models
+        monkeypatch.setattr(job.server_records, "state_of", lambda home, port: ("shared", me))
+        report, samples = job.server_memory(db.ctx(), db.inventory)
+    finally:
+        db.close()
+    entry = report["qwen2.5-coder-0.5b"]
+    assert "note" not in entry and entry["pid"] == me and len(entry["models"]) == 3
+    assert entry["kv_mb"] > 0 and entry["beyond_mb"] == pytest.approx(
+        entry["peak_mb"] - entry["weights_mb"] - entry["kv_mb"], abs=0.2)
+    assert len(samples) == 1 and samples[0].memory_mb == entry["beyond_mb"]

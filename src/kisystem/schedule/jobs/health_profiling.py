@@ -46,7 +46,7 @@ from kisystem.models import server_records
 from kisystem.models.client import ModelClient
 from kisystem.models.gate import GenerationGate
 from kisystem.models.inventory import Inventory, ModelSpec
-from kisystem.models.server import EmbeddedFleet, port_of
+from kisystem.models.server import EmbeddedFleet, port_of, served_n_ctx
 from kisystem.schedule.jobs.common import effective, optimization_store, rounded
 from kisystem.schedule.jobs.smoke import smoke_tasks
 from kisystem.schedule.tasks import JobContext, JobResult
@@ -164,7 +164,7 @@ async def smoke_set(ctx: JobContext, config: OptimizationConfig, inventory: Inve
 
 def server_memory(ctx: JobContext, inventory: Inventory) -> tuple[dict[str, Any], list[resources.ResourceSample]]:
     """Per embedded model: its server's pid, VmRSS and peak (MB), and what it holds beyond weights and KV cache."""
-    by_pid: dict[int, dict[str, str]] = defaultdict(dict)
+    by_pid: dict[int, dict[str, tuple[str, int]]] = defaultdict(dict)  # pid -> name -> (catalog name, n_ctx)
     report: dict[str, Any] = {}
     for spec in inventory.models.values():
         if not spec.embedded:
@@ -173,7 +173,7 @@ def server_memory(ctx: JobContext, inventory: Inventory) -> tuple[dict[str, Any]
         if pid is None:
             report[spec.name] = {"pid": None, "note": f"no server kisystem started serves it ({state})"}
         else:
-            by_pid[pid][spec.name] = spec.embedded
+            by_pid[pid][spec.name] = (spec.embedded, served_n_ctx(spec) * ctx.config.ensemble.llama_slots)
     samples = []
     for pid, models in by_pid.items():
         entry, sample = _measure(pid, models, ctx.paths.models_dir)
@@ -182,7 +182,7 @@ def server_memory(ctx: JobContext, inventory: Inventory) -> tuple[dict[str, Any]
     return report, samples
 
 
-def _measure(pid: int, models: Mapping[str, str], models_dir: Path) -> tuple[dict[str, Any], Any]:
+def _measure(pid: int, models: Mapping[str, tuple[str, int]], models_dir: Path) -> tuple[dict[str, Any], Any]:
     measured = resources.process_memory_mb(pid)
     if measured is None:
         return {"pid": pid, "note": "the process is gone"}, None
