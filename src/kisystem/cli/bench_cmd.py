@@ -287,6 +287,44 @@ def queue(app: AppContext, tasks: int, workers: int, seed: int, ops: int) -> Non
         app.console.print(line, markup=False, highlight=False)
 
 
+@bench_group.command("executors")
+@click.option("--tasks", "sizes", default="200", show_default=True,
+              help="Task counts, comma-separated: 200,2000 shows how the overhead grows.")
+@click.option("--slots", type=click.IntRange(1, 32), default=4, show_default=True,
+              help="Attempts at once: runner workers here; model slots over the two Ray nodes.")
+@click.option("--mean", "mean_s", type=click.FloatRange(0.01, 60), default=0.5, show_default=True,
+              help="Mean simulated generation time in seconds (lognormal).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulated durations.")
+@click.option("--executor", "executors", multiple=True, type=click.Choice(("local", "ray")),
+              help="Only this executor; repeatable [default: local and ray].")
+@click.option("--port", "port_base", type=click.IntRange(1024, 65535 - 72), default=18600, show_default=True,
+              help="First of the 72 ports of the local Ray cluster.")
+@pass_app
+def executors_bench(app: AppContext, sizes: str, slots: int, mean_s: float, seed: int, executors: tuple[str, ...],
+                    port_base: int) -> None:  # fmt: skip
+    """Queue throughput and scheduling overhead per task, local executor against Ray on two local nodes.
+
+    Simulated generations (a scripted model sleeps a drawn duration), a sandboxed `true` as the
+    test: the figures are scheduling, not work.  Results go to HOME/bench/executors-STAMP.json."""
+    import tempfile
+
+    from kisystem.bench import executors as eb
+
+    settings = eb.BenchSettings(eb.parse_sizes(sizes), slots, mean_s, seed, executors or eb.EXECUTOR_NAMES,
+                                port_base=port_base)  # fmt: skip
+    bench_dir = app.paths.home / "bench"
+    bench_dir.mkdir(parents=True, exist_ok=True)
+    progress = lambda line: app.err_console.print(line, markup=False, highlight=False)
+    with tempfile.TemporaryDirectory(prefix="executors-", dir=bench_dir) as tmp:
+        result = asyncio.run(eb.run_bench(settings, Path(tmp), progress))
+    for table in eb.tables(result):
+        app.console.print(table)
+    for line in eb.growth_lines(result):
+        app.console.print(line, markup=False, highlight=False)
+    out = eb.save(result, bench_dir / f"executors-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    app.console.print(f"results: {out}")
+
+
 @bench_group.command("models")
 @click.option("--calls", default=5, show_default=True, type=click.IntRange(1, 100), help="Measured calls per model.")
 @pass_app

@@ -50,7 +50,7 @@ def _register_commands() -> None:
     from kisystem.cli import feedback_cmd
     from kisystem.cli import bench_cmd, config_cmd, demo_cmd, meta_cmd, models_cmd, profile_cmd, run_cmd, tasks_cmd
     from kisystem.cli import ensemble_cmd, optimize_cmd, queue_cmd, schedule_cmd, stats_cmd
-    from kisystem.cli import serve_cmd
+    from kisystem.cli import ray_cmd, serve_cmd
 
     cli.add_command(config_cmd.config_group)
     cli.add_command(models_cmd.models_group)
@@ -66,6 +66,7 @@ def _register_commands() -> None:
     cli.add_command(schedule_cmd.schedule_group)
     cli.add_command(ensemble_cmd.ensemble_group)
     cli.add_command(serve_cmd.serve)
+    cli.add_command(ray_cmd.ray_group)
     cli.add_command(stats_cmd.stats)
     bench_cmd.bench_group.add_command(meta_cmd.meta_scale_command)
 

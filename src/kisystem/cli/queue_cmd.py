@@ -25,6 +25,7 @@ from kisystem.cli.context import AppContext, pass_app
 from kisystem.cli.layout import FittedTable, Layout
 from kisystem.cli.live import FleetProgress, IterationLines, PriorityNotes, model_sizes
 from kisystem.cli.run_cmd import judged_label
+from kisystem.executors import EXECUTORS
 from kisystem.loop.supervisor import LoopEvent
 from kisystem.loop.taskspec import expand_task_paths, load_task
 from kisystem.store.migrations import QUEUE_STATES
@@ -79,25 +80,45 @@ def add(app: AppContext, paths: tuple[Path, ...], priority: float | None, model:
 
 
 @queue_group.command("run")
-@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Tasks run at once.")
+@click.option("--workers", type=click.IntRange(1, 64),
+              help="Tasks run at once [default: 2; with --executor ray, the cluster's model slots].")
 @click.option("--per-backend", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Generations at once per model backend.")
+              help="Generations at once per model backend (local executor; Ray nodes have their slots).")
 @click.option("--lease", "lease_s", type=click.FloatRange(5, 3600), default=60.0, show_default=True,
               help="Seconds a claim lasts without a heartbeat.")
 @click.option("--follow", is_flag=True, help="Keep waiting for new tasks instead of stopping when the queue is empty.")
+@click.option("--executor", "executor_name", type=click.Choice(EXECUTORS), default="local", show_default=True,
+              help="Where attempts run: here, or as Ray tasks on the nodes serving their models (`kisystem ray`).")
+@click.option("--address", default="auto", show_default=True,
+              help="The Ray cluster for --executor ray: auto, or HEAD_HOST:PORT.")
 @pass_app
-def run(app: AppContext, workers: int, per_backend: int, lease_s: float, follow: bool) -> int:
+def run(app: AppContext, workers: int | None, per_backend: int, lease_s: float, follow: bool, executor_name: str,
+        address: str) -> int:  # fmt: skip
     """Run queued tasks, best PriorityEff first, until the queue is empty."""
     from kisystem.queue.runner import RunnerSettings
 
+    executor = _executor(executor_name, address)
+    if workers is None:
+        workers = max(2, executor.total_slots()) if executor is not None else 2
     settings = RunnerSettings(workers=workers, lease_s=lease_s, per_backend=per_backend, follow=follow)
-    summary = asyncio.run(_run(app, settings))
+    summary = asyncio.run(_run(app, settings, executor))
     states = ", ".join(f"{n} {s}" for s, n in sorted(summary.states.items())) or "nothing"
     app.err_console.print(f"queue run: {summary.claimed} claimed, {summary.recovered} recovered; {states}")
     return 1 if any(summary.states.get(s) for s in FAILED_STATES) else 0
 
 
-async def _run(app: AppContext, settings: Any) -> Any:
+def _executor(name: str, address: str) -> Any:
+    """None for the local executor (the supervisor's default); the Ray one, connected, else."""
+    if name == "local":
+        return None
+    from kisystem.executors.ray_executor import RayExecutor, RaySettings
+
+    executor = RayExecutor(settings=RaySettings(address=address))
+    executor.connect()  # no cluster: one clear error before any task is claimed
+    return executor
+
+
+async def _run(app: AppContext, settings: Any, executor: Any = None) -> Any:
     from kisystem.loop.session import loop_session
     from kisystem.queue.ordering import learned_ordering, watch_loaded
     from kisystem.queue.runner import QueueRunner, derive_supervisor
@@ -108,7 +129,10 @@ async def _run(app: AppContext, settings: Any) -> Any:
     jobs = continuous_jobs(app.config, app.inventory, app.paths, on_event=finished_lines(app.err_console))
     with open_queue(app) as queue, QueueView(app.err_console, _pending(queue), model_sizes(app.inventory)) as view, \
             jobs as between:
-        async with loop_session(app.config, app.inventory, app.paths, warn=warn, on_fleet=view.fleet) as base:
+        async with loop_session(app.config, app.inventory, app.paths, warn=warn, on_fleet=view.fleet,
+                                executor=executor) as base:
+            if executor is not None:
+                base.executor = executor
             watcher = asyncio.create_task(_watch(app, base.generator, loaded, watch_loaded))
             runner = QueueRunner(queue, base.store, derive_supervisor(base), base.generator,
                                  lambda: learned_ordering(base.store, base.config, base.inventory, lambda: loaded),

@@ -580,6 +580,18 @@ class TwoTierProfiler:
         report = parse_tool_output(tool, _tool_output(tool, job.workspace.path, run.result.output))
         return report if report.metrics else None
 
+    def run_state(self, run_key: str) -> _RunState | None:
+        """What the run's earlier iterations measured (the tier trigger's memory), for a remote
+        executor to ship with the next attempt; None for a run not profiled yet."""
+        return self._runs.get(run_key)
+
+    def restore(self, run_key: str, state: _RunState) -> None:
+        """Take over a run's trigger memory measured elsewhere (by a remote attempt)."""
+        self._runs.pop(run_key, None)
+        self._runs[run_key] = state
+        while len(self._runs) > self.max_runs:
+            self._runs.popitem(last=False)
+
     def _state(self, run_key: str) -> _RunState:
         state = self._runs.pop(run_key, None) or _RunState()
         self._runs[run_key] = state

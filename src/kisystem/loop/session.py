@@ -10,6 +10,7 @@ from typing import AsyncIterator, Callable
 
 from kisystem import interrupts
 from kisystem.config import OptimizationConfig
+from kisystem.executors.base import Executor
 from kisystem.errors import BackendUnreachable
 from kisystem.loop.attempt import AttemptRunner
 from kisystem.loop.phases import PhaseRunner
@@ -58,6 +59,16 @@ async def available_models(inventory: Inventory, warn: Callable[[str], None] = l
     return found
 
 
+async def reachable_models(inventory: Inventory, warn: Callable[[str], None] = log.warning,
+                           executor: Executor | None = None) -> set[str]:
+    """The models attempts can use: asked of each endpoint from this process, or, where the
+    executor's models live on other hosts (Ray: the nodes that declare them), of the executor."""
+    declared = getattr(executor, "available_models", None)
+    if declared is not None:
+        return declared(inventory, warn)
+    return await available_models(inventory, warn)
+
+
 def _reviver(fleet: EmbeddedFleet | None, warn: Callable[[str], None]) -> Revive | None:
     """The fleet's restart of a dead server, said in one line.  It blocks the event loop for
     the few seconds of a restart: started from a worker thread, the new server would get its
@@ -103,8 +114,10 @@ def _base(name: str) -> str:
 async def loop_session(config: OptimizationConfig, inventory: Inventory, paths: Paths, *,
                        db: Path | None = None, on_event: Callable[[LoopEvent], None] | None = None,
                        warn: Callable[[str], None] = log.warning,
-                       on_fleet: Callable[[str, str], None] | None = None) -> AsyncIterator[Supervisor]:
-    """Open the store, start embedded models if the inventory has any, and yield a Supervisor."""
+                       on_fleet: Callable[[str, str], None] | None = None,
+                       executor: Executor | None = None) -> AsyncIterator[Supervisor]:
+    """Open the store, start embedded models if the inventory has any, and yield a Supervisor
+    whose attempts run on ``executor`` (default: here)."""
     phases = PhaseRunner(config)  # first: a sandbox below sandbox_min_level refuses before models start
     if phases.level is not SandboxLevel.BWRAP:
         warn(f"generated code runs in the {phases.level!s} sandbox: {describe_level(phases.level)}")
@@ -116,7 +129,7 @@ async def loop_session(config: OptimizationConfig, inventory: Inventory, paths: 
         if any(m.embedded for m in inventory.models.values()):
             fleet = stack.enter_context(EmbeddedFleet(inventory, paths.home, config_file=paths.config,
                                                       on_progress=on_fleet))
-        available = await available_models(inventory, warn)
+        available = await reachable_models(inventory, warn, executor)
         if not available:
             raise BackendUnreachable(f"no model of {inventory.source} is reachable; is the backend running?")
         meta = MetaSupervisor(store, config)
@@ -140,7 +153,8 @@ async def loop_session(config: OptimizationConfig, inventory: Inventory, paths: 
             recorder = FeedbackRecorder(feedback, forward=teacher or watch)  # every run feeds improve/
             try:
                 yield Supervisor(config, inventory, generator, store, attempts, on_event=recorder,
-                                 available=available, lessons=teacher.lessons if teacher else None, **routing)
+                                 available=available, lessons=teacher.lessons if teacher else None,
+                                 executor=executor, **routing)
             except BaseException:  # a signal or a crash ends every run of this process: none stays 'running'
                 store.close_own_runs(interrupts.reason("interrupted: the session ended"))
                 raise

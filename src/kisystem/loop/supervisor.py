@@ -24,6 +24,7 @@ from kisystem.errors import (
     ModelNotFound,
     PromptTooLong,
 )
+from kisystem.executors.base import AttemptJob, Executor, LocalExecutor
 from kisystem.loop import prompts
 from kisystem.loop.attempt import Attempt, AttemptRunner
 from kisystem.loop.router import Decision, StopLossRouter, build_chain
@@ -119,9 +120,11 @@ class Supervisor:
                  on_event: Callable[[LoopEvent], None] | None = None,
                  available: set[str] | None = None, policy: RoutingPolicy | None = None,
                  floor: CapabilityFloor | None = None, hot_domains: Callable[[], list[str]] | None = None,
-                 lessons: Callable[[str, str], str] | None = None, ensemble: EnsembleTurn | None = None) -> None:
+                 lessons: Callable[[str, str], str] | None = None, ensemble: EnsembleTurn | None = None,
+                 executor: Executor | None = None) -> None:
         """``lessons(domain, model)``: lessons from earlier runs for fix and optimize prompts; ``ensemble``:
-        the ensemble's turn around the chain (default: as ``ensemble.in_loop`` configures, off)."""
+        the ensemble's turn around the chain (default: as ``ensemble.in_loop`` configures, off); ``executor``:
+        where each attempt's work runs (default: here, :class:`~kisystem.executors.LocalExecutor`)."""
         from kisystem.ensemble.loop import in_loop_strategy
 
         self.ensemble = ensemble if ensemble is not None else in_loop_strategy(config)
@@ -136,6 +139,7 @@ class Supervisor:
         self.generator = generator
         self.on_event = on_event
         self.available = available
+        self.executor: Executor = executor or LocalExecutor()
 
     async def run_task(self, task: TaskSpec, start_model: str | None = None) -> TaskResult:
         route = build_chain(self.inventory.route(task.domain).chain, self.available)
@@ -228,8 +232,15 @@ class Supervisor:
 
     async def _attempt(self, task: TaskSpec, run_id: str, iteration: int, model: str,
                        feedback: prompts.Feedback | None, tries_on_model: int) -> Attempt:
-        spec = self.inventory.model(model)
         emit = lambda kind, **data: self._emit(kind, task, run_id, iteration, model, **data)  # noqa: E731
+        job = AttemptJob(task, run_id, iteration, model, feedback, tries_on_model)
+        return await self.executor.attempt(self, job, emit)
+
+    async def attempt_here(self, job: AttemptJob, emit: Callable[..., None]) -> Attempt:
+        """One attempt's work in this process (generate, then build, test, profile): what the
+        local executor runs, and what a Ray worker runs for the remote one."""
+        task, model, feedback, tries_on_model = job.task, job.model, job.feedback, job.tries_on_model
+        spec = self.inventory.model(model)
         request = self.attempts.request_for(task, spec.name, spec.mode, feedback, tries_on_model, spec.max_tokens)
         emit("generate", temperature=request.temperature)
         try:
@@ -242,7 +253,7 @@ class Supervisor:
         except BackendError as err:
             emit("score", score=None, error=str(err))  # no answer: no score, the reason instead
             return Attempt.generation_failed(model, err)
-        return await self.attempts.run(task, run_id, iteration, model, spec.mode, request, generation, emit)
+        return await self.attempts.run(task, job.run_id, job.iteration, model, spec.mode, request, generation, emit)
 
     async def _generate(self, request: GenerationRequest, feedback: prompts.Feedback | None, emit: Callable,
                         request_for: Callable[[prompts.Feedback | None], GenerationRequest],

@@ -53,16 +53,27 @@ class CachingGenerator:
 
     async def generate(self, request: GenerationRequest, on_text: OnText | None = None) -> Generation:
         key = request_key(request)  # before the inner call: a client may rewrite the request
-        stored = self.answers.answer(self.task_id, key)
+        stored = self.replay(key)
         if stored is not None:
-            self.replayed += 1
             if on_text:
                 on_text(stored.text)
-            return _generation(stored)
+            return stored
         generation = await self.inner.generate(request, self._streaming(on_text))
+        self.keep(key, generation)
+        return generation
+
+    def replay(self, key: str) -> Generation | None:
+        """The stored answer to the request of ``key`` (see :func:`request_key`), or None."""
+        stored = self.answers.answer(self.task_id, key)
+        if stored is None:
+            return None
+        self.replayed += 1
+        return _generation(stored)
+
+    def keep(self, key: str, generation: Generation) -> None:
+        """Commit a fresh answer, also one generated elsewhere (a Ray worker's), before it is used."""
         self.answers.save_answer(self.task_id, key, _stored(generation))
         self.generated += 1
-        return generation
 
     def _streaming(self, on_text: OnText | None) -> OnText | None:
         if self.on_stream is None:
