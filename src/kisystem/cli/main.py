@@ -6,6 +6,7 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -78,6 +79,9 @@ def report(err: KisystemError) -> None:
         click.echo(f"error: {line}", err=True)
 
 
+REDELIVER_AFTER_S = 0.05
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP, raised where the program is, so every ``with`` block cleans up
     (served models stop, runs are recorded) as on Ctrl-C."""
@@ -92,6 +96,27 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated(signum)
 
 
+def _redeliver(unraisable: sys.UnraisableHookArgs) -> None:
+    """A Ctrl-C, SIGTERM or SIGHUP that landed where Python cannot raise (an at-fork callback
+    such as logging's, a ``__del__``) would be swallowed and the run go on: send it again, to
+    land in the program proper.  Anything else goes to the default hook."""
+    err = unraisable.exc_value
+    if isinstance(err, KeyboardInterrupt):  # from another thread: sent from here, it would land right here again
+        signum = err.signum if isinstance(err, Terminated) else signal.SIGINT
+        timer = threading.Timer(REDELIVER_AFTER_S, os.kill, (os.getpid(), signum))
+        timer.daemon = True
+        timer.start()
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM and SIGHUP end kisystem as Ctrl-C does (:class:`Terminated`), never swallowed."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminate)
+    sys.unraisablehook = _redeliver
+
+
 def _interrupted(cause: BaseException | None) -> None:
     if isinstance(cause, Terminated):
         click.echo(f"error: terminated by {signal.Signals(cause.signum).name}", err=True)
@@ -102,8 +127,7 @@ def _interrupted(cause: BaseException | None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     _register_commands()
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _terminate)
+    install_signal_handlers()
     try:
         code = cli.main(args=argv, prog_name="kisystem", standalone_mode=False)
     except KisystemError as err:
