@@ -131,8 +131,6 @@ async def _run(app: AppContext, settings: Any, executor: Any = None) -> Any:
             jobs as between:
         async with loop_session(app.config, app.inventory, app.paths, warn=warn, on_fleet=view.fleet,
                                 executor=executor) as base:
-            if executor is not None:
-                base.executor = executor
             watcher = asyncio.create_task(_watch(app, base.generator, loaded, watch_loaded))
             runner = QueueRunner(queue, base.store, derive_supervisor(base), base.generator,
                                  lambda: learned_ordering(base.store, base.config, base.inventory, lambda: loaded),
