@@ -14,6 +14,7 @@ with warnings.catch_warnings():  # it warns once, when first imported
     import starlette.testclient  # noqa: F401
 
 from tests.web.support import Seeded, seed
+from tests.web.support_improve import Improved, seed_improvement
 
 
 @pytest.fixture
@@ -23,3 +24,12 @@ def seeded(tmp_path: Path) -> Iterator[Seeded]:
         yield s
     finally:
         s.db.close()
+
+
+@pytest.fixture
+def improved(tmp_path: Path) -> Iterator[Improved]:
+    s = seed_improvement(tmp_path / "home")
+    try:
+        yield s
+    finally:
+        s.seeded.db.close()

@@ -17,16 +17,7 @@ from kisystem.web import alerts
 from kisystem.web.db import DashboardDb
 from kisystem.web.filters import when
 from tests.web.support import client
-from tests.web.support_improve import SCAN_ERROR, Improved, seed_improvement
-
-
-@pytest.fixture
-def improved(tmp_path: Path) -> Iterator[Improved]:
-    s = seed_improvement(tmp_path / "home")
-    try:
-        yield s
-    finally:
-        s.seeded.db.close()
+from tests.web.support_improve import SCAN_ERROR, Improved
 
 
 @pytest.fixture

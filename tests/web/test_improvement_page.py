@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from kisystem.improve.versions import OptimizationStore
 from kisystem.web.filters import secs, when
@@ -19,17 +16,7 @@ from tests.web.support_improve import (
     HOSTILE_SUMMARY,
     SCAN_ERROR,
     Improved,
-    seed_improvement,
 )
-
-
-@pytest.fixture
-def improved(tmp_path: Path) -> Iterator[Improved]:
-    s = seed_improvement(tmp_path / "home")
-    try:
-        yield s
-    finally:
-        s.seeded.db.close()
 
 
 def _table(page: str, css_class: str) -> str:
