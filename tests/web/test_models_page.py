@@ -120,7 +120,7 @@ def test_new_answers_are_folded_in_at_the_next_load(seeded: Seeded) -> None:
         before = {r[0]: r for r in table(c.get("/models").text, "models")}
         seeded.db.run("fast", [Iter("small", gen_s=1.0, completion_tokens=500)])
         after = {r[0]: r for r in table(c.get("/models").text, "models")}
-        fold = c.app.state.model_answer_fold
+        fold = c.app.state.dashboard.fold
         newest = seeded.db.store.query("SELECT MAX(id) FROM run_events")[0][0]
     assert fold.last_id == newest
     # small: its earlier answer (4 s, 100 tokens) and the new one (1 s, 500 tokens)

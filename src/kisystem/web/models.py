@@ -5,7 +5,7 @@
   that always fails and escalates is visible, and the numbers agree with the model bias and the health
   score.  The caller reads them through :class:`~kisystem.routing.meta.MetaSupervisor`.
 - Latency and tokens/s come from the loop's ``answer`` events, folded forward per (model, domain) by
-  :class:`DomainAnswerFold` (as :mod:`kisystem.web.answers` does per model), so a page reads only the
+  the dashboard's :class:`~kisystem.web.answers.AnswerFold` (the one ``/metrics`` reads), so a page reads only the
   events written since the last one.
 - Health is what :class:`~kisystem.improve.health.HealthMonitor` stored in ``health_history``: the newest
   score of each agent, its last few scores of the same window, and the trend the monitor gave it.
@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 
 from kisystem.store.learning import ModelEvidence
 from kisystem.store.times import iso
+from kisystem.web.answers import AnswerSums
 from kisystem.web.backends import Loaded
 from kisystem.web.db import DashboardDb
 from kisystem.web.multichart import multi_chart
@@ -32,13 +32,6 @@ CHART_DAYS = 30
 CHART_RUNS = 5000  # the newest finished runs the success chart reads, at most
 DAY = timedelta(days=1)
 DIRECTIONS = {"improving": "up", "declining": "down", "stable": "flat"}
-
-_NEW_ANSWERS = """
-SELECT json_extract(e.payload, '$.model'), r.domain, json_extract(e.payload, '$.seconds'),
-       json_extract(e.payload, '$.completion_tokens')
-FROM run_events e JOIN runs r ON r.run_id = e.run_id
-WHERE e.id > ? AND e.id <= ? AND e.kind = 'answer'
-"""
 
 _LATEST_HEALTH = """
 SELECT agent, days, score, trend, ts FROM health_history
@@ -51,48 +44,6 @@ SELECT substr(ts, 1, 10) AS day, model, COUNT(*), SUM(outcome = 'success') FROM 
     SELECT ts, model, outcome FROM runs WHERE ts >= ? AND outcome != 'running' ORDER BY ts DESC LIMIT ?
 ) GROUP BY day, model
 """
-
-
-@dataclass
-class AnswerSums:
-    """The timed answers of one model in one domain: how many, their seconds, their completion tokens."""
-
-    answers: int = 0
-    seconds: float = 0.0
-    tokens: int = 0
-    token_seconds: float = 0.0  # the seconds of the answers that reported their tokens
-
-    def add(self, seconds: object, tokens: object) -> None:
-        if not isinstance(seconds, int | float) or seconds < 0:
-            return
-        self.answers += 1
-        self.seconds += float(seconds)
-        if isinstance(tokens, int | float):
-            self.tokens += int(tokens)
-            self.token_seconds += float(seconds)
-
-    def plus(self, other: AnswerSums) -> AnswerSums:
-        return AnswerSums(self.answers + other.answers, self.seconds + other.seconds, self.tokens + other.tokens,
-                          self.token_seconds + other.token_seconds)  # fmt: skip
-
-
-class DomainAnswerFold:
-    """:class:`AnswerSums` per (model, domain) of every ``answer`` event up to the newest one read."""
-
-    def __init__(self) -> None:
-        self.last_id = 0
-        self.sums: dict[tuple[str, str], AnswerSums] = defaultdict(AnswerSums)
-        self._lock = threading.Lock()
-
-    def update(self, db: DashboardDb) -> dict[tuple[str, str], AnswerSums]:
-        """Fold the events written since the last call; return a copy of the sums."""
-        with self._lock:
-            newest = int(db.value("SELECT MAX(id) FROM run_events") or 0)
-            if newest > self.last_id:
-                for model, domain, seconds, tokens in db.rows(_NEW_ANSWERS, (self.last_id, newest)):
-                    self.sums[(str(model or "?"), str(domain))].add(seconds, tokens)
-                self.last_id = newest
-            return {key: AnswerSums(**vars(s)) for key, s in self.sums.items()}
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,6 @@ shows every loaded state as "unknown" and ranks with the default weights.
 
 from __future__ import annotations
 
-import threading
-
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,8 +20,6 @@ from kisystem.web import domains, models
 from kisystem.web.backends import BackendProbe
 from kisystem.web.routes import _dash, _render
 
-_FOLD_LOCK = threading.Lock()
-
 
 def configure(app: Starlette, *, inventory: Inventory | None = None, config: OptimizationConfig | None = None) -> None:
     """Give the pages the fleet to probe and the configuration the meta-supervisor ranks with."""
@@ -35,7 +31,7 @@ def models_page(request: Request) -> Response:
     dash = _dash(request)
     with domains.meta_supervisor(dash.db, dash.clock, _config(request)) as meta:
         evidence = meta.evidence()
-    usage = models.usage_by_pair(evidence, _answer_fold(request).update(dash.db))
+    usage = models.usage_by_pair(evidence, dash.fold.by_domain(dash.db))
     health = models.health_trends(dash.db)
     probe: BackendProbe | None = getattr(request.app.state, "backend_probe", None)
     rows = models.model_rows(usage, health, probe.states() if probe else {})
@@ -60,16 +56,6 @@ def domains_page(request: Request) -> Response:
 
 def _config(request: Request) -> OptimizationConfig | None:
     return getattr(request.app.state, "meta_config", None)
-
-
-def _answer_fold(request: Request) -> models.DomainAnswerFold:
-    """The app's fold of answers per (model, domain), made on first use (it lives as long as the app)."""
-    state = request.app.state
-    with _FOLD_LOCK:
-        fold = getattr(state, "model_answer_fold", None)
-        if fold is None:
-            fold = state.model_answer_fold = models.DomainAnswerFold()
-        return fold
 
 
 ROUTES: list[Route] = [Route("/models", models_page, name="models"), Route("/domains", domains_page, name="domains")]

@@ -28,7 +28,8 @@ def serve_dashboard(db_path: Path, host: str, port: int, token: str | None,
                     settings: OptimizationConfig | None = None, home: Path | None = None) -> None:
     """Serve until interrupted; refuses a non-loopback ``host`` without ``token`` before opening anything.
 
-    ``inventory``, ``settings`` and ``home``: what the pages probe, rank and approve plans with (:mod:`kisystem.web.setup`).
+    ``inventory``, ``settings`` and ``home``: what the pages probe, rank and approve plans with
+    (:mod:`kisystem.web.setup`).
     """
     check_bind(host, token)
     db = DashboardDb.open(db_path)
