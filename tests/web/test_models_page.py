@@ -15,6 +15,7 @@ from pytest_httpserver import HTTPServer
 
 from kisystem.improve.health import HealthMonitor
 from kisystem.models.base import Endpoint
+from kisystem.models.loaded import served_names
 from kisystem.store.learning import LearningStore
 from kisystem.web.backends import (
     LOADED,
@@ -23,7 +24,6 @@ from kisystem.web.backends import (
     UNREACHABLE,
     BackendProbe,
     probe_endpoint,
-    served_names,
 )
 from kisystem.web.db import DashboardDb
 from kisystem.web.filters import score, secs

@@ -25,6 +25,7 @@ from kisystem.models.base import GenerationRequest
 from kisystem.models.client import ModelClient
 from kisystem.models.gate import GenerationGate
 from kisystem.models.inventory import Inventory
+from kisystem.models.loaded import loaded_url, served_names
 from kisystem.models.server import ServedModel, embedded_specs, parse_n_ctx, serve, with_contexts
 
 
@@ -77,13 +78,11 @@ async def _served_names(inventory: Inventory) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     async with httpx.AsyncClient(timeout=2.0) as http:
         for endpoint in inventory.endpoints.values():
-            path = "/api/ps" if endpoint.backend == "ollama" else "/v1/models"
             try:
-                body = (await http.get(endpoint.base_url + path)).json()
+                body = (await http.get(loaded_url(endpoint))).json()
             except (httpx.HTTPError, ValueError):
                 continue
-            items = body.get("models") or body.get("data") or []
-            found[endpoint.name] = [m.get("name") or m.get("id") or m.get("model") for m in items]
+            found[endpoint.name] = served_names(body)
     return found
 
 

@@ -1,8 +1,7 @@
 """Which models their backends have loaded, for the Models page, without a page ever waiting on the network.
 
-The same question ``kisystem models list`` answers (its "reachable" and "loaded" columns): an Ollama
-endpoint lists its loaded models at ``/api/ps``, an OpenAI-compatible one (llama.cpp, vLLM) the models
-it serves at ``/v1/models``.  :class:`BackendProbe` asks every endpoint of the inventory at once, each
+The same question ``kisystem models list`` answers (its "reachable" and "loaded" columns, asked as
+:mod:`kisystem.models.loaded` says).  :class:`BackendProbe` asks every endpoint of the inventory at once, each
 with a short timeout, in a background thread, and keeps the answer for ``ttl_s``; a page reads the kept
 answer and at most starts a refresh.  Only the very first read waits, and for at most ``wait_s``
 (one timeout): a backend that hangs or a port that refuses shows as "unreachable" or "unknown", never as
@@ -16,12 +15,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
 from kisystem.models.base import Endpoint
 from kisystem.models.inventory import Inventory
+from kisystem.models.loaded import loaded_url, served_names
 
 LOADED, NOT_LOADED, UNREACHABLE, UNKNOWN = "loaded", "not loaded", "unreachable", "unknown"
 STATES: tuple[str, ...] = (LOADED, NOT_LOADED, UNREACHABLE, UNKNOWN)
@@ -39,19 +38,11 @@ class Loaded:
     url: str | None = None
 
 
-def served_names(body: Any) -> list[str]:
-    """The model names in an ``/api/ps`` (``models``) or ``/v1/models`` (``data``) answer."""
-    items = (body.get("models") or body.get("data") or []) if isinstance(body, dict) else []
-    names = (m.get("name") or m.get("id") or m.get("model") for m in items if isinstance(m, dict))
-    return [str(n) for n in names if n]
-
-
 def probe_endpoint(http: httpx.Client, endpoint: Endpoint) -> list[str] | None:
     """The models ``endpoint`` reports loaded; None when it does not answer (in ``http``'s timeout, or sensibly)."""
-    path = "/api/ps" if endpoint.backend == "ollama" else "/v1/models"
     headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
     try:
-        answer = http.get(endpoint.base_url.rstrip("/") + path, headers=headers)
+        answer = http.get(loaded_url(endpoint), headers=headers)
         answer.raise_for_status()
         return served_names(answer.json())
     except (httpx.HTTPError, ValueError):
